@@ -1,0 +1,1 @@
+//! npyfs: mount many NumPy `.npy` parts as one virtual `.npy` file.
