@@ -1,0 +1,191 @@
+//! The `fuser::Filesystem` adapter: translates kernel requests to calls on
+//! [`Vfs`] and its errors to errno values. Nothing else lives here.
+
+use std::ffi::OsStr;
+use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Duration;
+
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    KernelConfig, LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
+    ReplyEntry, ReplyOpen, ReplyStatfs, Request,
+};
+
+use crate::vfs::{Attr, FsError, Kind, Vfs};
+
+/// How long the kernel may cache attributes and names. The tree only
+/// changes when the daemon says so (and then it invalidates explicitly).
+const TTL: Duration = Duration::from_secs(3600);
+
+/// Largest read the daemon asks the kernel for (1 MiB; the kernel's
+/// `max_pages_limit` caps it anyway).
+const MAX_READ: u32 = 1 << 20;
+
+pub struct NpyFs {
+    vfs: Vfs,
+    uid: u32,
+    gid: u32,
+}
+
+impl NpyFs {
+    pub fn new(vfs: Vfs, uid: u32, gid: u32) -> Self {
+        NpyFs { vfs, uid, gid }
+    }
+
+    fn file_attr(&self, a: &Attr) -> FileAttr {
+        FileAttr {
+            ino: INodeNo(a.ino),
+            size: a.size,
+            blocks: a.size.div_ceil(512),
+            atime: a.mtime,
+            mtime: a.mtime,
+            ctime: a.mtime,
+            crtime: a.mtime,
+            kind: file_type(a.kind),
+            perm: a.perm,
+            nlink: a.nlink,
+            uid: self.uid,
+            gid: self.gid,
+            rdev: 0,
+            blksize: MAX_READ,
+            flags: 0,
+        }
+    }
+}
+
+fn file_type(kind: Kind) -> FileType {
+    match kind {
+        Kind::Dir => FileType::Directory,
+        Kind::File => FileType::RegularFile,
+    }
+}
+
+fn errno(e: &FsError) -> Errno {
+    Errno::from_i32(e.errno())
+}
+
+/// Run a handler; a panic becomes EIO for this request (the reply, dropped
+/// unsent while unwinding, answers EIO itself) and a log line, never the
+/// end of the daemon.
+fn guarded(op: &str, f: impl FnOnce()) {
+    if catch_unwind(AssertUnwindSafe(f)).is_err() {
+        log::error!("{op}: handler panicked; answered EIO");
+    }
+}
+
+impl Filesystem for NpyFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        if let Err(nearest) = config.set_max_readahead(MAX_READ) {
+            let _ = config.set_max_readahead(nearest);
+        }
+        let _ = config.set_max_background(64);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        guarded("lookup", || {
+            let Some(name) = name.to_str() else {
+                return reply.error(Errno::ENOENT);
+            };
+            match self.vfs.lookup(parent.0, name) {
+                Ok(a) => reply.entry(&TTL, &self.file_attr(&a), Generation(0)),
+                Err(e) => reply.error(errno(&e)),
+            }
+        })
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        guarded("getattr", || match self.vfs.getattr(ino.0) {
+            Ok(a) => reply.attr(&TTL, &self.file_attr(&a)),
+            Err(e) => reply.error(errno(&e)),
+        })
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        guarded("open", || {
+            let write = flags.acc_mode() != OpenAccMode::O_RDONLY
+                || flags.0 & (libc::O_TRUNC | libc::O_APPEND) != 0;
+            match self.vfs.open(ino.0, write) {
+                // Keep the page cache across opens; never DIRECT_IO (it breaks mmap).
+                Ok(()) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
+                Err(e) => reply.error(errno(&e)),
+            }
+        })
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        guarded("read", || {
+            let mut reply = Some(reply);
+            let result = self.vfs.read(ino.0, offset, size, |bytes| {
+                if let Some(r) = reply.take() {
+                    r.data(bytes)
+                }
+            });
+            if let (Err(e), Some(r)) = (result, reply.take()) {
+                r.error(errno(&e));
+            }
+        })
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        guarded("opendir", || match self.vfs.readdir(ino.0) {
+            Ok(_) => reply.opened(FileHandle(0), FopenFlags::FOPEN_CACHE_DIR),
+            Err(e) => reply.error(errno(&e)),
+        })
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        guarded("readdir", || match self.vfs.readdir(ino.0) {
+            Ok(entries) => {
+                let start = usize::try_from(offset).unwrap_or(usize::MAX);
+                for (i, entry) in entries.iter().enumerate().skip(start) {
+                    let next = (i + 1) as u64;
+                    if reply.add(INodeNo(entry.ino), next, file_type(entry.kind), &entry.name) {
+                        break;
+                    }
+                }
+                reply.ok()
+            }
+            Err(e) => reply.error(errno(&e)),
+        })
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        guarded("statfs", || {
+            let bytes: u64 = self
+                .vfs
+                .arrays()
+                .iter()
+                .fold(0u64, |acc, a| acc.saturating_add(a.size()));
+            let bsize = 4096u32;
+            reply.statfs(
+                bytes.div_ceil(u64::from(bsize)),
+                0,
+                0,
+                self.vfs.inode_count(),
+                0,
+                bsize,
+                255,
+                bsize,
+            )
+        })
+    }
+}
