@@ -362,3 +362,123 @@ fn read_error(array: &VirtualArray, e: std::io::Error) -> FsError {
     log::error!("read of {:?} failed: {e}", array.name);
     FsError::Io(e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{ArraySpec, PartSpec};
+    use crate::npy;
+    use crate::parts::DEFAULT_MAX_MAPS;
+    use std::io::Write;
+    use std::path::Path;
+
+    /// An npy part of u8 values start, start+1, … with the given shape.
+    fn part(dir: &Path, name: &str, shape: &[u64], start: u8) -> PartSpec {
+        let path = dir.join(name);
+        let dtype = npy::parse_dtype("|u1").expect("dtype");
+        let mut f = std::fs::File::create(&path).expect("create");
+        f.write_all(&npy::write_header(&dtype, shape, false))
+            .expect("header");
+        let n: u64 = shape.iter().product();
+        let data: Vec<u8> = (0..n).map(|i| start.wrapping_add(i as u8)).collect();
+        f.write_all(&data).expect("data");
+        PartSpec::Npy { path }
+    }
+
+    fn spec(dir: &Path, name: &str, parts: Vec<PartSpec>, axis: i64) -> ArraySpec {
+        ArraySpec {
+            name: name.into(),
+            parts,
+            axis,
+            stack: false,
+            origin: dir.join("m.toml"),
+        }
+    }
+
+    fn read_all(vfs: &Vfs, ino: u64, offset: u64, size: u32) -> Result<Vec<u8>, FsError> {
+        vfs.read(ino, offset, size, |b| b.to_vec())
+    }
+
+    fn setup() -> (tempfile::TempDir, Vfs) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let a = part(d, "a.npy", &[2, 3], 0);
+        let b = part(d, "b.npy", &[2, 2], 100);
+        let arrays = vec![
+            crate::source::build_array(&spec(d, "x/cols.npy", vec![a.clone(), b], 1))
+                .expect("cols"),
+            crate::source::build_array(&spec(d, "rows.npy", vec![a.clone(), a], 0)).expect("rows"),
+        ];
+        (dir, Vfs::new(arrays, PartStore::new(DEFAULT_MAX_MAPS)))
+    }
+
+    #[test]
+    fn tree_and_attributes() {
+        let (_dir, vfs) = setup();
+        let names: Vec<String> = vfs
+            .readdir(ROOT)
+            .expect("root")
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(names, [".", "..", "rows.npy", "x"]);
+        let x = vfs.lookup(ROOT, "x").expect("x");
+        assert_eq!(x.kind, Kind::Dir);
+        let cols = vfs.lookup(x.ino, "cols.npy").expect("cols");
+        assert_eq!(cols.kind, Kind::File);
+        assert_eq!(cols.size, 128 + 10);
+        assert_eq!(cols.perm & 0o222, 0, "read-only files have no write bits");
+        assert_eq!(vfs.lookup(x.ino, "..").expect("..").ino, ROOT);
+        assert_eq!(vfs.lookup(ROOT, "nope"), Err(FsError::NotFound));
+        assert_eq!(vfs.lookup(cols.ino, "a"), Err(FsError::NotDir));
+        assert_eq!(vfs.getattr(9999), Err(FsError::NotFound));
+        assert_eq!(vfs.readdir(cols.ino), Err(FsError::NotDir));
+    }
+
+    #[test]
+    fn open_refuses_writes_and_directories() {
+        let (_dir, vfs) = setup();
+        let rows = vfs.lookup(ROOT, "rows.npy").expect("rows").ino;
+        assert_eq!(vfs.open(rows, false), Ok(()));
+        assert_eq!(vfs.open(rows, true), Err(FsError::ReadOnly));
+        assert_eq!(vfs.open(ROOT, false), Err(FsError::IsDir));
+        assert_eq!(FsError::ReadOnly.errno(), libc::EROFS);
+    }
+
+    #[test]
+    fn reads_cover_header_parts_and_eof() {
+        let (_dir, vfs) = setup();
+        let x = vfs.lookup(ROOT, "x").expect("x").ino;
+        let cols = vfs.lookup(x, "cols.npy").expect("cols");
+        let whole = read_all(&vfs, cols.ino, 0, 4096).expect("read");
+        assert_eq!(whole.len() as u64, cols.size);
+        let header = npy::read_header(&whole[..]).expect("header");
+        assert_eq!(header.shape, vec![2, 5]);
+        // Row 0: a[0,:] then b[0,:]; row 1: a[1,:] then b[1,:].
+        assert_eq!(&whole[128..], &[0, 1, 2, 100, 101, 3, 4, 5, 102, 103]);
+        // Every sub-range equals the slice of the whole.
+        for off in 0..whole.len() as u64 + 3 {
+            for size in [1u32, 2, 3, 7, 200] {
+                let got = read_all(&vfs, cols.ino, off, size).expect("sub-read");
+                let lo = (off as usize).min(whole.len());
+                let hi = (off as usize + size as usize).min(whole.len());
+                assert_eq!(got, &whole[lo..hi], "offset {off} size {size}");
+            }
+        }
+        assert_eq!(read_all(&vfs, ROOT, 0, 10), Err(FsError::IsDir));
+    }
+
+    #[test]
+    fn a_part_that_shrank_gives_an_io_error() {
+        let (dir, vfs) = setup();
+        let rows = vfs.lookup(ROOT, "rows.npy").expect("rows");
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.path().join("a.npy"))
+            .expect("open");
+        f.set_len(130).expect("truncate");
+        let err = read_all(&vfs, rows.ino, 128, 6).expect_err("must fail");
+        assert!(matches!(err, FsError::Io(_)), "{err:?}");
+        assert_eq!(err.errno(), libc::EIO);
+    }
+}
