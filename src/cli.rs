@@ -95,6 +95,12 @@ pub struct MountArgs {
     /// Kernel readahead for the mount, in KiB (sets the mount's bdi read_ahead_kb; 0 keeps the kernel's)
     #[arg(long, default_value_t = 1024, value_name = "KIB")]
     pub read_ahead_kb: u32,
+    /// Let writes through to the parts (np.load(mmap_mode='r+'), write(2)); the header and size stay fixed
+    #[arg(long)]
+    pub writable: bool,
+    /// Seconds between looks for changed parts, folders and manifests (0: never)
+    #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+    pub watch_interval: f64,
     /// Most part files kept memory-mapped at once
     #[arg(long, default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=60000))]
     pub max_maps: u32,

@@ -10,13 +10,16 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use std::ffi::OsStr;
+use std::sync::Arc;
+
 use anyhow::{anyhow, bail, Context, Result};
-use fuser::{Config, MountOption, Session, SessionACL};
+use fuser::{Config, INodeNo, MountOption, Notifier, Session, SessionACL};
 
 use crate::fs::NpyFs;
 use crate::parts::PartStore;
 use crate::source;
-use crate::vfs::Vfs;
+use crate::vfs::{Change, Options, Vfs};
 
 /// Everything a mount needs, independent of how it was asked for.
 #[derive(Debug, Clone)]
@@ -29,6 +32,10 @@ pub struct MountConfig {
     pub log_file: Option<PathBuf>,
     pub read_ahead_kb: u32,
     pub max_maps: usize,
+    /// Writes go through to the parts.
+    pub writable: bool,
+    /// How often to look for changes of the source; None: never.
+    pub watch_interval: Option<Duration>,
 }
 
 /// Validate the source and mount it. In daemon mode this returns in the
@@ -148,17 +155,29 @@ fn serve(
 ) -> Result<()> {
     block_signals();
     let count = arrays.len();
-    let vfs = Vfs::new(arrays, PartStore::new(cfg.max_maps));
-    let fs = NpyFs::new(vfs, unsafe { libc::getuid() }, unsafe { libc::getgid() });
+    let vfs = Arc::new(Vfs::new(
+        arrays,
+        PartStore::new(cfg.max_maps),
+        Options {
+            writable: cfg.writable,
+        },
+    ));
+    let fs = NpyFs::new(vfs.clone(), unsafe { libc::getuid() }, unsafe {
+        libc::getgid()
+    });
 
     let mut options = vec![
         MountOption::FSName(source.display().to_string()),
         MountOption::Subtype("npyfs".into()),
-        MountOption::RO,
         MountOption::NoSuid,
         MountOption::NoDev,
         MountOption::NoAtime,
     ];
+    options.push(if cfg.writable {
+        MountOption::RW
+    } else {
+        MountOption::RO
+    });
     if cfg.allow_other {
         options.push(MountOption::DefaultPermissions);
     }
@@ -186,7 +205,10 @@ fn serve(
     );
 
     let (done_tx, done_rx) = mpsc::channel::<()>();
-    spawn_signal_thread(mountpoint.to_path_buf(), done_rx)?;
+    spawn_signal_thread(mountpoint.to_path_buf(), vfs.clone(), done_rx)?;
+    if let Some(interval) = cfg.watch_interval {
+        spawn_watcher(source.to_path_buf(), vfs, session.notifier(), interval)?;
+    }
 
     if let Some(status) = status {
         status.write_all(b"OK\n").context("report to parent")?;
@@ -211,7 +233,7 @@ fn block_signals() {
 
 /// On SIGINT/SIGTERM/SIGHUP: unmount lazily (a process that still maps a
 /// file keeps its view), give the session a moment to finish, exit 0.
-fn spawn_signal_thread(mountpoint: PathBuf, done: mpsc::Receiver<()>) -> Result<()> {
+fn spawn_signal_thread(mountpoint: PathBuf, vfs: Arc<Vfs>, done: mpsc::Receiver<()>) -> Result<()> {
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
@@ -231,10 +253,49 @@ fn spawn_signal_thread(mountpoint: PathBuf, done: mpsc::Receiver<()>) -> Result<
             // The session ends by itself once no process uses the mount; if a
             // process still maps a file, leave it its mapping and go.
             let _ = done.recv_timeout(Duration::from_secs(2));
+            if let Err(e) = vfs.sync() {
+                log::error!("final sync: {e}");
+            }
             std::process::exit(0);
         })
         .context("signal thread")?;
     Ok(())
+}
+
+/// Poll the source for changes and apply them, telling the kernel which
+/// cached pages, attributes and names to forget.
+fn spawn_watcher(
+    source: PathBuf,
+    vfs: Arc<Vfs>,
+    notifier: Notifier,
+    interval: Duration,
+) -> Result<()> {
+    std::thread::Builder::new()
+        .name("watcher".into())
+        .spawn(move || {
+            let mut reloader = crate::live::Reloader::new(&source);
+            loop {
+                std::thread::sleep(interval);
+                for change in reloader.reload(&vfs) {
+                    notify(&notifier, &change);
+                }
+            }
+        })
+        .context("watcher thread")?;
+    Ok(())
+}
+
+fn notify(notifier: &Notifier, change: &Change) {
+    // ENOENT only means the kernel holds nothing to forget.
+    let result = match change {
+        Change::Inode(ino) => notifier.inval_inode(INodeNo(*ino), 0, 0),
+        Change::Entry { parent, name } => notifier.inval_entry(INodeNo(*parent), OsStr::new(name)),
+    };
+    if let Err(e) = result {
+        if e.raw_os_error() != Some(libc::ENOENT) {
+            log::debug!("invalidate {change:?}: {e}");
+        }
+    }
 }
 
 /// Lazily unmount `mountpoint`: works while files are mapped, and on a stale

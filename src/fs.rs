@@ -4,12 +4,13 @@
 use std::ffi::OsStr;
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
-    KernelConfig, LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
-    ReplyEntry, ReplyOpen, ReplyStatfs, Request,
+    BsdFileFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
+    INodeNo, KernelConfig, LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 
 use crate::vfs::{Attr, FsError, Kind, Vfs};
@@ -23,13 +24,13 @@ const TTL: Duration = Duration::from_secs(3600);
 const MAX_READ: u32 = 1 << 20;
 
 pub struct NpyFs {
-    vfs: Vfs,
+    vfs: Arc<Vfs>,
     uid: u32,
     gid: u32,
 }
 
 impl NpyFs {
-    pub fn new(vfs: Vfs, uid: u32, gid: u32) -> Self {
+    pub fn new(vfs: Arc<Vfs>, uid: u32, gid: u32) -> Self {
         NpyFs { vfs, uid, gid }
     }
 
@@ -136,6 +137,90 @@ impl Filesystem for NpyFs {
                 r.error(errno(&e));
             }
         })
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        guarded("write", || match self.vfs.write(ino.0, offset, data) {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(errno(&e)),
+        })
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        _mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        guarded("setattr", || {
+            if mode.is_some() || uid.is_some() || gid.is_some() {
+                return reply.error(Errno::EPERM);
+            }
+            if let Some(size) = size {
+                if let Err(e) = self.vfs.truncate(ino.0, size) {
+                    return reply.error(errno(&e));
+                }
+            }
+            // Times follow the parts; a touch is accepted and changes nothing.
+            match self.vfs.getattr(ino.0) {
+                Ok(a) => reply.attr(&TTL, &self.file_attr(&a)),
+                Err(e) => reply.error(errno(&e)),
+            }
+        })
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok()
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        guarded("fsync", || match self.vfs.sync() {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
+        })
+    }
+
+    fn destroy(&mut self) {
+        if let Err(e) = self.vfs.sync() {
+            log::error!("final sync: {e}");
+        }
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {

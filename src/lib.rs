@@ -15,6 +15,7 @@ pub mod daemon;
 pub mod fs;
 pub mod inspect;
 pub mod layout;
+pub mod live;
 pub mod logging;
 pub mod manifest;
 pub mod npy;

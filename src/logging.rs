@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 
 pub fn init(log_file: Option<&Path>) -> Result<()> {
     let mut builder = env_logger::Builder::from_env(
-        env_logger::Env::default().default_filter_or("warn,fuser::session=error"),
+        env_logger::Env::default().default_filter_or("warn,fuser=error"),
     );
     if let Some(path) = log_file {
         let file = File::options()

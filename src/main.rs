@@ -40,6 +40,9 @@ fn mount_config(args: MountArgs) -> MountConfig {
         log_file: args.log_file,
         read_ahead_kb: args.read_ahead_kb,
         max_maps: args.max_maps as usize,
+        writable: args.writable,
+        watch_interval: (args.watch_interval > 0.0 && args.watch_interval.is_finite())
+            .then(|| std::time::Duration::from_secs_f64(args.watch_interval.min(86400.0))),
     }
 }
 

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::sync::{Arc, Mutex};
 
 use memmap2::{Mmap, MmapOptions};
@@ -87,9 +88,9 @@ impl PartStore {
         self.lock().maps.remove(&part_id);
     }
 
-    /// Forget every map.
-    pub fn clear(&self) {
-        self.lock().maps.clear();
+    /// Keep only the maps of parts for which `keep(id)` holds.
+    pub fn retain(&self, mut keep: impl FnMut(u64) -> bool) {
+        self.lock().maps.retain(|id, _| keep(*id));
     }
 }
 
@@ -102,19 +103,46 @@ fn evict(maps: &mut HashMap<u64, Entry>, n: usize) {
     }
 }
 
-fn map_part(part: &Part) -> io::Result<Mmap> {
-    let file = File::open(&part.path)?;
-    let size = file.metadata()?.len();
+/// Check that the file at the part's path is still the file that was
+/// validated (same device and inode: not deleted or replaced), still large
+/// enough (not truncated) and still readable. A part edited in place keeps
+/// passing; the live reload notices its new mtime.
+pub fn check_current(part: &Part) -> io::Result<()> {
+    let meta = std::fs::metadata(&part.path).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("{}: part is gone: {e}", part.path.display()),
+        )
+    })?;
+    if (meta.dev(), meta.ino()) != part.dev_ino {
+        return Err(io::Error::other(format!(
+            "{}: part was replaced by another file while mounted",
+            part.path.display()
+        )));
+    }
     let needed = part.data_offset.saturating_add(part.nbytes);
-    if size < needed {
+    if meta.len() < needed {
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
             format!(
-                "{}: part shrank to {size} bytes, {needed} needed",
-                part.path.display()
+                "{}: part was truncated to {} bytes while mounted, {needed} needed",
+                part.path.display(),
+                meta.len()
             ),
         ));
     }
+    if meta.mode() & 0o444 == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("{}: part is no longer readable", part.path.display()),
+        ));
+    }
+    Ok(())
+}
+
+fn map_part(part: &Part) -> io::Result<Mmap> {
+    let file = File::open(&part.path)?;
+    let needed = part.data_offset.saturating_add(part.nbytes);
     // SAFETY: the map is read-only. Another process may still modify or
     // truncate the file; truncation below the checked size would make a
     // later access fault, which is the documented hazard of shared maps.
@@ -149,6 +177,12 @@ impl<'a> ReadSession<'a> {
         let pos = match self.recent.iter().position(|(id, _)| *id == part.id) {
             Some(pos) => pos,
             None => {
+                // Once per part per request: a part changed under the mount
+                // gives an error, never stale or foreign bytes.
+                if let Err(e) = check_current(part) {
+                    self.store.forget(part.id);
+                    return Err(e);
+                }
                 let map = self.store.map(part)?;
                 if self.recent.len() >= RECENT {
                     self.recent.remove(0);
@@ -170,5 +204,52 @@ impl<'a> ReadSession<'a> {
                 part.path.display()
             ))),
         }
+    }
+}
+
+/// Writes through to part files (`--writable`), keeping each part's
+/// read-write descriptor for the duration of one request.
+#[derive(Default)]
+pub struct WriteSession {
+    open: Vec<(u64, File)>,
+}
+
+impl WriteSession {
+    /// Write `bytes` at data offset `offset` of `part`.
+    pub fn write(&mut self, part: &Part, offset: u64, bytes: &[u8]) -> io::Result<()> {
+        let end = offset.saturating_add(bytes.len() as u64);
+        if end > part.nbytes {
+            return Err(io::Error::other(format!(
+                "{}: write outside the part's data",
+                part.path.display()
+            )));
+        }
+        let file = match self.open.iter().position(|(id, _)| *id == part.id) {
+            Some(pos) => &self.open[pos].1,
+            None => {
+                check_current(part)?;
+                // Even a root daemon honours the part's write bits.
+                let mode = std::fs::metadata(&part.path)?.mode();
+                if mode & 0o222 == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        format!("{}: part is not writable", part.path.display()),
+                    ));
+                }
+                let file = File::options()
+                    .read(true)
+                    .write(true)
+                    .open(&part.path)
+                    .map_err(|e| {
+                        io::Error::new(
+                            e.kind(),
+                            format!("{}: cannot open for writing: {e}", part.path.display()),
+                        )
+                    })?;
+                self.open.push((part.id, file));
+                &self.open[self.open.len() - 1].1
+            }
+        };
+        file.write_all_at(bytes, part.data_offset + offset)
     }
 }

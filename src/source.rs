@@ -81,6 +81,8 @@ pub struct VirtualArray {
     pub mode: u32,
     /// Newest mtime of the parts.
     pub mtime: SystemTime,
+    /// The definition it was built from (for live reloads).
+    pub spec: ArraySpec,
 }
 
 impl VirtualArray {
@@ -100,6 +102,19 @@ impl VirtualArray {
         } else {
             "C"
         }
+    }
+}
+
+impl Part {
+    /// Whether the file at the part's path is still exactly the file that
+    /// was validated: same identity, size, mtime and mode.
+    pub fn unchanged_on_disk(&self) -> bool {
+        std::fs::metadata(&self.path).is_ok_and(|m| {
+            (m.dev(), m.ino()) == self.dev_ino
+                && m.len() == self.file_size
+                && m.mode() & 0o7777 == self.mode
+                && m.modified().ok() == Some(self.mtime)
+        })
     }
 }
 
@@ -226,6 +241,7 @@ pub fn build_array(spec: &ArraySpec) -> Result<VirtualArray, SourceError> {
         origin: spec.origin.clone(),
         mode,
         mtime,
+        spec: spec.clone(),
     })
 }
 

@@ -1,10 +1,12 @@
 //! The filesystem core, testable without a mount: a tree of directories and
-//! virtual `.npy` files, and the read path that maps a virtual byte range to
-//! the parts' bytes. The FUSE adapter in [`crate::fs`] only translates.
+//! virtual `.npy` files, the read path that maps a virtual byte range to the
+//! parts' bytes, the write-through path, and live replacement of the array
+//! list. The FUSE adapter in [`crate::fs`] only translates.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
 use crate::parts::{PartStore, ReadSession};
@@ -24,6 +26,10 @@ pub enum FsError {
     IsDir,
     #[error("read-only file system")]
     ReadOnly,
+    #[error("operation not permitted: {0}")]
+    Perm(String),
+    #[error("permission denied: {0}")]
+    Access(String),
     #[error("I/O error: {0}")]
     Io(String),
 }
@@ -35,7 +41,17 @@ impl FsError {
             FsError::NotDir => libc::ENOTDIR,
             FsError::IsDir => libc::EISDIR,
             FsError::ReadOnly => libc::EROFS,
+            FsError::Perm(_) => libc::EPERM,
+            FsError::Access(_) => libc::EACCES,
             FsError::Io(_) => libc::EIO,
+        }
+    }
+
+    fn from_io(array: &VirtualArray, e: std::io::Error) -> FsError {
+        log::error!("{:?}: {e}", array.name);
+        match e.kind() {
+            std::io::ErrorKind::PermissionDenied => FsError::Access(e.to_string()),
+            _ => FsError::Io(e.to_string()),
         }
     }
 }
@@ -60,7 +76,7 @@ pub struct Attr {
 #[derive(Debug)]
 enum NodeKind {
     Dir { children: BTreeMap<String, u64> },
-    File { array: usize },
+    File { array: Arc<VirtualArray> },
 }
 
 #[derive(Debug)]
@@ -77,11 +93,57 @@ pub struct DirEntry {
     pub name: String,
 }
 
+/// What changed when the array list was replaced, for the kernel's caches.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Change {
+    /// The contents or attributes of this inode changed.
+    Inode(u64),
+    /// The name `name` in directory `parent` appeared or disappeared.
+    Entry { parent: u64, name: String },
+}
+
+/// One immutable generation of the tree.
+#[derive(Debug, Default)]
+struct Tree {
+    nodes: HashMap<u64, Node>,
+    /// Path ("" for the root, "x", "x/a.npy") of each inode.
+    paths: HashMap<u64, String>,
+}
+
+/// Stable inode numbers: a path keeps its inode across reloads.
+#[derive(Debug)]
+struct Inodes {
+    by_path: HashMap<String, u64>,
+    next: u64,
+}
+
+impl Inodes {
+    fn get(&mut self, path: &str) -> u64 {
+        if let Some(&ino) = self.by_path.get(path) {
+            return ino;
+        }
+        let ino = self.next;
+        self.next += 1;
+        self.by_path.insert(path.to_string(), ino);
+        ino
+    }
+}
+
+/// How the tree may be used.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Writes go through to the parts (`--writable`).
+    pub writable: bool,
+}
+
 /// The mounted tree.
 pub struct Vfs {
-    nodes: Vec<Node>,
-    arrays: Vec<Arc<VirtualArray>>,
+    tree: RwLock<Arc<Tree>>,
+    inodes: Mutex<Inodes>,
     store: PartStore,
+    options: Options,
+    /// Part files written since their last fsync.
+    dirty: Mutex<HashSet<PathBuf>>,
     mount_time: SystemTime,
 }
 
@@ -90,107 +152,85 @@ thread_local! {
     static GATHER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Vfs {
     /// Build the tree. Array names are validated by the manifest module:
     /// relative, '/'-separated, no empty components, no file that is also a
     /// folder prefix. A clash that slipped through is skipped, never a panic.
-    pub fn new(arrays: Vec<VirtualArray>, store: PartStore) -> Vfs {
-        let mut vfs = Vfs {
-            nodes: vec![Node {
-                parent: ROOT,
-                kind: NodeKind::Dir {
-                    children: BTreeMap::new(),
-                },
-            }],
-            arrays: Vec::with_capacity(arrays.len()),
+    pub fn new(arrays: Vec<VirtualArray>, store: PartStore, options: Options) -> Vfs {
+        let vfs = Vfs {
+            tree: RwLock::new(Arc::new(Tree::default())),
+            inodes: Mutex::new(Inodes {
+                by_path: HashMap::from([(String::new(), ROOT)]),
+                next: ROOT + 1,
+            }),
             store,
+            options,
+            dirty: Mutex::new(HashSet::new()),
             mount_time: SystemTime::now(),
         };
-        for array in arrays {
-            let index = vfs.arrays.len();
-            let name = array.name.clone();
-            if vfs.insert(&name, index) {
-                vfs.arrays.push(Arc::new(array));
-            } else {
-                log::warn!("skipping array {name:?}: its name clashes with another entry");
-            }
-        }
+        vfs.replace(arrays.into_iter().map(Arc::new).collect());
         vfs
     }
 
-    fn insert(&mut self, name: &str, array: usize) -> bool {
-        let components: Vec<&str> = name.split('/').filter(|c| !c.is_empty()).collect();
-        let Some((file_name, dirs)) = components.split_last() else {
-            return false;
+    fn snapshot(&self) -> Arc<Tree> {
+        self.tree.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replace the array list (a live reload). Arrays passed as the same
+    /// `Arc` as before count as unchanged. Returns what the kernel must
+    /// forget.
+    pub fn replace(&self, arrays: Vec<Arc<VirtualArray>>) -> Vec<Change> {
+        let new = {
+            let mut inodes = lock(&self.inodes);
+            build_tree(arrays, &mut inodes)
         };
-        let mut dir = ROOT;
-        for component in dirs {
-            dir = match self.child(dir, component) {
-                Some(ino) if self.is_dir(ino) => ino,
-                Some(_) => return false,
-                None => self.add_node(
-                    dir,
-                    component,
-                    NodeKind::Dir {
-                        children: BTreeMap::new(),
-                    },
-                ),
-            };
-        }
-        if self.child(dir, file_name).is_some() {
-            return false;
-        }
-        self.add_node(dir, file_name, NodeKind::File { array });
-        true
-    }
-
-    fn add_node(&mut self, parent: u64, name: &str, kind: NodeKind) -> u64 {
-        self.nodes.push(Node { parent, kind });
-        let ino = self.nodes.len() as u64;
-        if let Some(Node {
-            kind: NodeKind::Dir { children },
-            ..
-        }) = self.node_mut(parent)
-        {
-            children.insert(name.to_string(), ino);
-        }
-        ino
-    }
-
-    fn node(&self, ino: u64) -> Option<&Node> {
-        self.nodes.get(usize::try_from(ino.checked_sub(1)?).ok()?)
-    }
-
-    fn node_mut(&mut self, ino: u64) -> Option<&mut Node> {
-        self.nodes
-            .get_mut(usize::try_from(ino.checked_sub(1)?).ok()?)
-    }
-
-    fn child(&self, dir: u64, name: &str) -> Option<u64> {
-        match &self.node(dir)?.kind {
-            NodeKind::Dir { children } => children.get(name).copied(),
-            NodeKind::File { .. } => None,
-        }
-    }
-
-    fn is_dir(&self, ino: u64) -> bool {
-        matches!(
-            self.node(ino),
-            Some(Node {
-                kind: NodeKind::Dir { .. },
-                ..
+        let mut guard = self.tree.write().unwrap_or_else(|p| p.into_inner());
+        let changes = diff(&guard, &new);
+        // Maps of parts no longer served are dropped.
+        let live: HashSet<u64> = new
+            .nodes
+            .values()
+            .filter_map(|n| match &n.kind {
+                NodeKind::File { array } => Some(array.parts.iter().map(|p| p.id)),
+                NodeKind::Dir { .. } => None,
             })
-        )
+            .flatten()
+            .collect();
+        self.store.retain(|id| live.contains(&id));
+        *guard = Arc::new(new);
+        changes
     }
 
-    /// The arrays served, in the order given.
-    pub fn arrays(&self) -> &[Arc<VirtualArray>] {
-        &self.arrays
+    /// The arrays served, sorted by name.
+    pub fn arrays(&self) -> Vec<Arc<VirtualArray>> {
+        let tree = self.snapshot();
+        let mut arrays: Vec<Arc<VirtualArray>> = tree
+            .nodes
+            .values()
+            .filter_map(|n| match &n.kind {
+                NodeKind::File { array } => Some(array.clone()),
+                NodeKind::Dir { .. } => None,
+            })
+            .collect();
+        arrays.sort_by(|a, b| a.name.cmp(&b.name));
+        arrays
+    }
+
+    /// The inode of the file named `name` ("x/a.npy"), if it is served.
+    pub fn ino_of(&self, name: &str) -> Option<u64> {
+        let tree = self.snapshot();
+        name.split('/')
+            .filter(|c| !c.is_empty())
+            .try_fold(ROOT, |dir, c| child(&tree, dir, c))
     }
 
     /// Number of inodes (directories and files).
     pub fn inode_count(&self) -> u64 {
-        self.nodes.len() as u64
+        self.snapshot().nodes.len() as u64
     }
 
     /// The part maps' store.
@@ -198,25 +238,33 @@ impl Vfs {
         &self.store
     }
 
+    pub fn options(&self) -> Options {
+        self.options
+    }
+
     pub fn getattr(&self, ino: u64) -> Result<Attr, FsError> {
-        let node = self.node(ino).ok_or(FsError::NotFound)?;
+        self.attr_in(&self.snapshot(), ino)
+    }
+
+    fn attr_in(&self, tree: &Tree, ino: u64) -> Result<Attr, FsError> {
+        let node = tree.nodes.get(&ino).ok_or(FsError::NotFound)?;
         Ok(match &node.kind {
             NodeKind::Dir { children } => Attr {
                 ino,
                 kind: Kind::Dir,
                 size: 0,
-                perm: 0o555,
+                perm: if self.options.writable { 0o755 } else { 0o555 },
                 mtime: self.mount_time,
-                nlink: 2 + children.values().filter(|&&c| self.is_dir(c)).count() as u32,
+                nlink: 2 + children.values().filter(|c| is_dir(tree, **c)).count() as u32,
             },
             NodeKind::File { array } => {
-                let array = self.arrays.get(*array).ok_or(FsError::NotFound)?;
+                // Never wider than the parts allow; no write bits unless writable.
+                let mask = if self.options.writable { 0o777 } else { 0o555 };
                 Attr {
                     ino,
                     kind: Kind::File,
                     size: array.size(),
-                    // Read-only: never wider than the parts allow, no write bits.
-                    perm: (array.mode & 0o555) as u16,
+                    perm: (array.mode & mask) as u16,
                     mtime: array.mtime,
                     nlink: 1,
                 }
@@ -225,7 +273,8 @@ impl Vfs {
     }
 
     pub fn lookup(&self, parent: u64, name: &str) -> Result<Attr, FsError> {
-        let node = self.node(parent).ok_or(FsError::NotFound)?;
+        let tree = self.snapshot();
+        let node = tree.nodes.get(&parent).ok_or(FsError::NotFound)?;
         let NodeKind::Dir { children } = &node.kind else {
             return Err(FsError::NotDir);
         };
@@ -234,12 +283,13 @@ impl Vfs {
             ".." => node.parent,
             _ => *children.get(name).ok_or(FsError::NotFound)?,
         };
-        self.getattr(ino)
+        self.attr_in(&tree, ino)
     }
 
     /// All entries of a directory, "." and ".." first.
     pub fn readdir(&self, ino: u64) -> Result<Vec<DirEntry>, FsError> {
-        let node = self.node(ino).ok_or(FsError::NotFound)?;
+        let tree = self.snapshot();
+        let node = tree.nodes.get(&ino).ok_or(FsError::NotFound)?;
         let NodeKind::Dir { children } = &node.kind else {
             return Err(FsError::NotDir);
         };
@@ -256,7 +306,7 @@ impl Vfs {
             },
         ];
         for (name, &child) in children {
-            let kind = if self.is_dir(child) {
+            let kind = if is_dir(&tree, child) {
                 Kind::Dir
             } else {
                 Kind::File
@@ -270,25 +320,21 @@ impl Vfs {
         Ok(entries)
     }
 
-    /// Check an open: directories and writes are refused.
+    /// Check an open: directories are refused, and writes unless writable.
     pub fn open(&self, ino: u64, write: bool) -> Result<(), FsError> {
-        match self.node(ino).map(|n| &n.kind) {
-            None => Err(FsError::NotFound),
-            Some(NodeKind::Dir { .. }) => Err(FsError::IsDir),
-            Some(NodeKind::File { .. }) if write => Err(FsError::ReadOnly),
-            Some(NodeKind::File { .. }) => Ok(()),
+        self.array_of(ino)?;
+        if write && !self.options.writable {
+            return Err(FsError::ReadOnly);
         }
+        Ok(())
     }
 
-    fn array_of(&self, ino: u64) -> Result<&VirtualArray, FsError> {
-        match self.node(ino).map(|n| &n.kind) {
+    /// The array behind a file inode.
+    pub fn array_of(&self, ino: u64) -> Result<Arc<VirtualArray>, FsError> {
+        match self.snapshot().nodes.get(&ino).map(|n| &n.kind) {
             None => Err(FsError::NotFound),
             Some(NodeKind::Dir { .. }) => Err(FsError::IsDir),
-            Some(NodeKind::File { array }) => self
-                .arrays
-                .get(*array)
-                .map(|a| a.as_ref())
-                .ok_or(FsError::NotFound),
+            Some(NodeKind::File { array }) => Ok(array.clone()),
         }
     }
 
@@ -304,6 +350,7 @@ impl Vfs {
         reply: impl FnOnce(&[u8]) -> R,
     ) -> Result<R, FsError> {
         let array = self.array_of(ino)?;
+        let array = array.as_ref();
         let end = offset.saturating_add(u64::from(size)).min(array.size());
         if offset >= end {
             return Ok(reply(&[]));
@@ -327,7 +374,7 @@ impl Vfs {
                     .ok_or_else(|| FsError::Io("segment names no part".into()))?;
                 let bytes = session
                     .bytes(part, seg.offset, seg.len)
-                    .map_err(|e| read_error(array, e))?;
+                    .map_err(|e| FsError::from_io(array, e))?;
                 return Ok(reply(bytes));
             }
         }
@@ -350,17 +397,228 @@ impl Vfs {
                     .ok_or_else(|| FsError::Io("segment names no part".into()))?;
                 let bytes = session
                     .bytes(part, seg.offset, seg.len)
-                    .map_err(|e| read_error(array, e))?;
+                    .map_err(|e| FsError::from_io(array, e))?;
                 buf.extend_from_slice(bytes);
             }
             Ok(reply(&buf))
         })
     }
+
+    /// Write `data` at `offset` of file `ino` through to the parts. The
+    /// header is immutable (rewriting identical bytes is allowed) and the
+    /// size is fixed.
+    pub fn write(&self, ino: u64, offset: u64, data: &[u8]) -> Result<u32, FsError> {
+        if !self.options.writable {
+            return Err(FsError::ReadOnly);
+        }
+        let array = self.array_of(ino)?;
+        let array = array.as_ref();
+        let len = data.len() as u64;
+        let end = offset
+            .checked_add(len)
+            .ok_or_else(|| FsError::Perm("write past the end".into()))?;
+        if end > array.size() {
+            return Err(FsError::Perm(format!(
+                "{}: the size of a virtual array is fixed ({} bytes)",
+                array.name,
+                array.size()
+            )));
+        }
+        let header_len = array.header_len();
+        if offset < header_len {
+            let stop = end.min(header_len);
+            let same = array
+                .header
+                .get(offset as usize..stop as usize)
+                .zip(data.get(..(stop - offset) as usize))
+                .is_some_and(|(old, new)| old == new);
+            if !same {
+                return Err(FsError::Perm(format!(
+                    "{}: the npy header is immutable",
+                    array.name
+                )));
+            }
+        }
+        if end <= header_len {
+            return Ok(data.len() as u32);
+        }
+        let data_off = offset.saturating_sub(header_len);
+        let mut pos = (header_len.saturating_sub(offset)) as usize;
+        let mut writer = crate::parts::WriteSession::default();
+        let mut touched = HashSet::new();
+        for seg in array.layout.segments(data_off, end - header_len - data_off) {
+            let part = array
+                .parts
+                .get(seg.part)
+                .ok_or_else(|| FsError::Io("segment names no part".into()))?;
+            let chunk = data
+                .get(pos..pos + seg.len as usize)
+                .ok_or_else(|| FsError::Io("segment outside the write".into()))?;
+            writer
+                .write(part, seg.offset, chunk)
+                .map_err(|e| FsError::from_io(array, e))?;
+            touched.insert(part.path.clone());
+            pos += seg.len as usize;
+        }
+        lock(&self.dirty).extend(touched);
+        Ok(data.len() as u32)
+    }
+
+    /// Make every written byte durable in the parts (fsync each part
+    /// written since the last sync).
+    pub fn sync(&self) -> Result<(), FsError> {
+        let dirty: Vec<PathBuf> = lock(&self.dirty).drain().collect();
+        let mut first_error = None;
+        for path in dirty {
+            let result = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.sync_all());
+            if let Err(e) = result {
+                log::error!("fsync {}: {e}", path.display());
+                lock(&self.dirty).insert(path);
+                first_error.get_or_insert(FsError::Io(e.to_string()));
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// A size change: only to the current size (a no-op) is allowed.
+    pub fn truncate(&self, ino: u64, size: u64) -> Result<(), FsError> {
+        let array = self.array_of(ino)?;
+        if size == array.size() {
+            Ok(())
+        } else if self.options.writable {
+            Err(FsError::Perm(format!(
+                "{}: the size of a virtual array is fixed",
+                array.name
+            )))
+        } else {
+            Err(FsError::ReadOnly)
+        }
+    }
 }
 
-fn read_error(array: &VirtualArray, e: std::io::Error) -> FsError {
-    log::error!("read of {:?} failed: {e}", array.name);
-    FsError::Io(e.to_string())
+fn is_dir(tree: &Tree, ino: u64) -> bool {
+    matches!(
+        tree.nodes.get(&ino),
+        Some(Node {
+            kind: NodeKind::Dir { .. },
+            ..
+        })
+    )
+}
+
+fn build_tree(arrays: Vec<Arc<VirtualArray>>, inodes: &mut Inodes) -> Tree {
+    let mut tree = Tree::default();
+    tree.nodes.insert(
+        ROOT,
+        Node {
+            parent: ROOT,
+            kind: NodeKind::Dir {
+                children: BTreeMap::new(),
+            },
+        },
+    );
+    tree.paths.insert(ROOT, String::new());
+    for array in arrays {
+        let name = array.name.clone();
+        if !insert(&mut tree, inodes, &name, array) {
+            log::warn!("skipping array {name:?}: its name clashes with another entry");
+        }
+    }
+    tree
+}
+
+fn insert(tree: &mut Tree, inodes: &mut Inodes, name: &str, array: Arc<VirtualArray>) -> bool {
+    let components: Vec<&str> = name.split('/').filter(|c| !c.is_empty()).collect();
+    let Some((file_name, dirs)) = components.split_last() else {
+        return false;
+    };
+    let mut dir = ROOT;
+    let mut path = String::new();
+    for component in dirs {
+        if !path.is_empty() {
+            path.push('/');
+        }
+        path.push_str(component);
+        dir = match child(tree, dir, component) {
+            Some(ino) if is_dir(tree, ino) => ino,
+            Some(_) => return false,
+            None => {
+                let ino = inodes.get(&path);
+                add_node(
+                    tree,
+                    dir,
+                    component,
+                    ino,
+                    &path,
+                    NodeKind::Dir {
+                        children: BTreeMap::new(),
+                    },
+                );
+                ino
+            }
+        };
+    }
+    if child(tree, dir, file_name).is_some() {
+        return false;
+    }
+    let full = components.join("/");
+    let ino = inodes.get(&full);
+    add_node(tree, dir, file_name, ino, &full, NodeKind::File { array });
+    true
+}
+
+fn add_node(tree: &mut Tree, parent: u64, name: &str, ino: u64, path: &str, kind: NodeKind) {
+    tree.nodes.insert(ino, Node { parent, kind });
+    tree.paths.insert(ino, path.to_string());
+    if let Some(Node {
+        kind: NodeKind::Dir { children },
+        ..
+    }) = tree.nodes.get_mut(&parent)
+    {
+        children.insert(name.to_string(), ino);
+    }
+}
+
+fn child(tree: &Tree, dir: u64, name: &str) -> Option<u64> {
+    match &tree.nodes.get(&dir)?.kind {
+        NodeKind::Dir { children } => children.get(name).copied(),
+        NodeKind::File { .. } => None,
+    }
+}
+
+/// What the kernel must forget going from `old` to `new`.
+fn diff(old: &Tree, new: &Tree) -> Vec<Change> {
+    let mut changes = Vec::new();
+    for (ino, node) in &old.nodes {
+        match (&node.kind, new.nodes.get(ino).map(|n| &n.kind)) {
+            (NodeKind::File { array: a }, Some(NodeKind::File { array: b }))
+                if !Arc::ptr_eq(a, b) =>
+            {
+                changes.push(Change::Inode(*ino));
+            }
+            (NodeKind::Dir { children: a }, Some(NodeKind::Dir { children: b })) => {
+                let names_changed = a.len() != b.len() || a.keys().any(|k| !b.contains_key(k));
+                if names_changed {
+                    changes.push(Change::Inode(*ino));
+                }
+                for name in a.keys().filter(|k| !b.contains_key(*k)) {
+                    changes.push(Change::Entry {
+                        parent: *ino,
+                        name: name.clone(),
+                    });
+                }
+            }
+            // Gone or changed kind: the parent directory's entry loop above
+            // reports the name.
+            _ => {}
+        }
+    }
+    changes.sort();
+    changes.dedup();
+    changes
 }
 
 #[cfg(test)]
@@ -409,7 +667,10 @@ mod tests {
                 .expect("cols"),
             crate::source::build_array(&spec(d, "rows.npy", vec![a.clone(), a], 0)).expect("rows"),
         ];
-        (dir, Vfs::new(arrays, PartStore::new(DEFAULT_MAX_MAPS)))
+        (
+            dir,
+            Vfs::new(arrays, PartStore::new(DEFAULT_MAX_MAPS), Options::default()),
+        )
     }
 
     #[test]

@@ -1,0 +1,104 @@
+//! Live folders and manifests: re-read the source, rebuild only the arrays
+//! whose definition or parts changed, keep the last good state when an edit
+//! is invalid, and tell the kernel what to forget.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::source::{self, SourceError, VirtualArray};
+use crate::vfs::{Change, Vfs};
+
+/// Re-reads one source; remembers what it last complained about so a
+/// lasting problem is logged once, not at every look.
+#[derive(Debug)]
+pub struct Reloader {
+    source: PathBuf,
+    complaints: HashMap<String, String>,
+}
+
+impl Reloader {
+    pub fn new(source: &Path) -> Self {
+        Reloader {
+            source: source.to_path_buf(),
+            complaints: HashMap::new(),
+        }
+    }
+
+    fn complain(&mut self, key: &str, message: String) {
+        if self.complaints.get(key) != Some(&message) {
+            log::warn!("{message}");
+            self.complaints.insert(key.to_string(), message);
+        }
+    }
+
+    /// Bring `vfs` up to date with the source. Returns what the kernel must
+    /// forget (empty when nothing changed). An invalid source (a bad
+    /// manifest edit) changes nothing. An array whose rebuild fails keeps
+    /// its last good state, and its cached pages are dropped so that reads
+    /// of its broken ranges reach the daemon and fail with EIO.
+    pub fn reload(&mut self, vfs: &Vfs) -> Vec<Change> {
+        let specs = match crate::manifest::load_source(&self.source) {
+            Ok(specs) => {
+                self.complaints.remove("");
+                specs
+            }
+            Err(e) => {
+                let e = SourceError::from(e);
+                self.complain(
+                    "",
+                    format!("source is invalid, keeping the last good state: {e}"),
+                );
+                return Vec::new();
+            }
+        };
+        let current: HashMap<String, Arc<VirtualArray>> = vfs
+            .arrays()
+            .into_iter()
+            .map(|a| (a.name.clone(), a))
+            .collect();
+        let mut changed = specs.len() != current.len();
+        let mut stale = Vec::new();
+        let mut next = Vec::with_capacity(specs.len());
+        for spec in &specs {
+            let old = current.get(&spec.name);
+            if let Some(old) = old {
+                if old.spec == *spec && old.parts.iter().all(|p| p.unchanged_on_disk()) {
+                    next.push(old.clone());
+                    continue;
+                }
+            }
+            match source::build_array(spec) {
+                Ok(array) => {
+                    log::info!("array {:?} rebuilt", spec.name);
+                    self.complaints.remove(&spec.name);
+                    changed = true;
+                    next.push(Arc::new(array));
+                }
+                Err(e) => {
+                    let message = format!("array {:?}: {e}", spec.name);
+                    match old {
+                        Some(old) => {
+                            self.complain(
+                                &spec.name,
+                                format!("{message}; keeping the last good state"),
+                            );
+                            stale.extend(vfs.ino_of(&old.name).map(Change::Inode));
+                            next.push(old.clone());
+                        }
+                        None => self.complain(&spec.name, format!("{message}; not added")),
+                    }
+                }
+            }
+        }
+        let mut changes = if changed {
+            vfs.replace(next)
+        } else {
+            Vec::new()
+        };
+        changes.extend(stale);
+        changes.sort();
+        changes.dedup();
+        changes
+    }
+}
