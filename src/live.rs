@@ -49,7 +49,14 @@ impl Reloader {
                     "",
                     format!("source is invalid, keeping the last good state: {e}"),
                 );
-                return Vec::new();
+                // Arrays whose parts changed under them must not be served
+                // from the kernel's cache: their reads now fail instead.
+                return vfs
+                    .arrays()
+                    .iter()
+                    .filter(|a| !a.parts.iter().all(|p| p.unchanged_on_disk()))
+                    .filter_map(|a| vfs.ino_of(&a.name).map(Change::Inode))
+                    .collect();
             }
         };
         let current: HashMap<String, Arc<VirtualArray>> = vfs
