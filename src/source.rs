@@ -277,10 +277,11 @@ fn describe(spec: &PartSpec, file: &File) -> Result<Described, String> {
     }
 }
 
-/// A part whose bytes are the same in C and Fortran order: at most one
-/// dimension longer than 1.
+/// An array whose bytes are the same in C and Fortran order: no elements,
+/// or at most one dimension longer than 1. numpy calls such an array
+/// C-contiguous, so `np.save` labels it C.
 fn order_neutral(shape: &[u64]) -> bool {
-    shape.iter().filter(|&&d| d > 1).count() <= 1
+    shape.contains(&0) || shape.iter().filter(|&&d| d > 1).count() <= 1
 }
 
 /// Fortran when the result has more than one dimension and the parts are
@@ -329,5 +330,6 @@ mod tests {
         assert!(order_neutral(&[5, 1, 1]));
         assert!(order_neutral(&[0, 1]));
         assert!(!order_neutral(&[2, 5]));
+        assert!(order_neutral(&[3, 0, 5]), "no elements fits either order");
     }
 }
