@@ -172,8 +172,14 @@ impl<'a> ReadSession<'a> {
         }
     }
 
-    /// The bytes `[offset, offset + len)` of `part`'s data.
-    pub fn bytes(&mut self, part: &Part, offset: u64, len: u64) -> io::Result<&[u8]> {
+    /// Append the bytes `[offset, offset + len)` of `part`'s data to `dst`.
+    pub fn copy_into(
+        &mut self,
+        part: &Part,
+        offset: u64,
+        len: u64,
+        dst: &mut Vec<u8>,
+    ) -> io::Result<()> {
         let pos = match self.recent.iter().position(|(id, _)| *id == part.id) {
             Some(pos) => pos,
             None => {
@@ -191,19 +197,106 @@ impl<'a> ReadSession<'a> {
                 self.recent.len() - 1
             }
         };
-        let map = match self.recent.get(pos) {
-            Some((_, map)) => map,
-            None => return Err(io::Error::other("part map vanished")),
+        let Some((_, map)) = self.recent.get(pos) else {
+            return Err(io::Error::other("part map vanished"));
         };
         let start = part.data_offset.checked_add(offset);
         let end = start.and_then(|s| s.checked_add(len));
-        match (start, end) {
-            (Some(s), Some(e)) if e <= map.len() as u64 => Ok(&map[s as usize..e as usize]),
-            _ => Err(io::Error::other(format!(
+        let src = match (start, end) {
+            (Some(s), Some(e)) if e <= map.len() as u64 => map.get(s as usize..e as usize),
+            _ => None,
+        };
+        let Some(src) = src else {
+            return Err(io::Error::other(format!(
                 "{}: read of {len} bytes at data offset {offset} is outside the part",
                 part.path.display()
-            ))),
+            )));
+        };
+        if sigbus::copy(dst, src) {
+            return Ok(());
         }
+        // The file shrank between the check and the copy: the map is now
+        // patched with zero pages and must never be used again.
+        self.store.forget(part.id);
+        self.recent.retain(|(id, _)| *id != part.id);
+        Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("{}: part was truncated during a read", part.path.display()),
+        ))
+    }
+}
+
+/// Copying from a map whose file was truncated raises SIGBUS. The handler
+/// installed here turns that into an error for the copy that hit it: it
+/// maps a zero page over the faulting address (so the copy can finish) and
+/// flags the copy as failed; the caller then throws the map away. A SIGBUS
+/// outside such a copy keeps its default action.
+mod sigbus {
+    use std::cell::Cell;
+    use std::sync::atomic::{compiler_fence, Ordering};
+    use std::sync::Once;
+
+    thread_local! {
+        static IN_COPY: Cell<bool> = const { Cell::new(false) };
+        static FAULTED: Cell<bool> = const { Cell::new(false) };
+    }
+
+    static INSTALL: Once = Once::new();
+
+    extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+        let ours = IN_COPY.with(|c| c.get());
+        // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers.
+        let addr = unsafe { info.as_ref().map(|i| i.si_addr() as usize) };
+        match (ours, addr) {
+            (true, Some(addr)) => {
+                // SAFETY: sysconf and mmap are async-signal-safe; the page
+                // replaced belongs to a part map that is discarded after
+                // this copy.
+                unsafe {
+                    let page = libc::sysconf(libc::_SC_PAGESIZE).max(4096) as usize;
+                    let base = addr & !(page - 1);
+                    libc::mmap(
+                        base as *mut libc::c_void,
+                        page,
+                        libc::PROT_READ,
+                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+                        -1,
+                        0,
+                    );
+                }
+                FAULTED.with(|f| f.set(true));
+            }
+            _ => unsafe {
+                // Not a guarded copy: restore the default action; returning
+                // re-runs the faulting access, which then ends the process.
+                libc::signal(sig, libc::SIG_DFL);
+            },
+        }
+    }
+
+    fn install() {
+        INSTALL.call_once(|| unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_sigbus as *const () as usize;
+            action.sa_flags = libc::SA_SIGINFO;
+            libc::sigemptyset(&mut action.sa_mask);
+            if libc::sigaction(libc::SIGBUS, &action, std::ptr::null_mut()) != 0 {
+                log::warn!("cannot install the SIGBUS handler");
+            }
+        });
+    }
+
+    /// Append `src` (from a part map) to `dst`; false if the copy faulted.
+    pub(super) fn copy(dst: &mut Vec<u8>, src: &[u8]) -> bool {
+        install();
+        dst.reserve(src.len());
+        FAULTED.with(|f| f.set(false));
+        IN_COPY.with(|c| c.set(true));
+        compiler_fence(Ordering::SeqCst);
+        dst.extend_from_slice(src);
+        compiler_fence(Ordering::SeqCst);
+        IN_COPY.with(|c| c.set(false));
+        !FAULTED.with(|f| f.get())
     }
 }
 
@@ -251,5 +344,32 @@ impl WriteSession {
             }
         };
         file.write_all_at(bytes, part.data_offset + offset)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_copy_from_a_truncated_map_fails_instead_of_crashing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("p");
+        std::fs::write(&path, vec![7u8; 3 * 4096]).expect("write");
+        let file = File::open(&path).expect("open");
+        let map = unsafe { MmapOptions::new().map(&file) }.expect("map");
+        let mut dst = Vec::new();
+        assert!(sigbus::copy(&mut dst, &map[..]));
+        assert_eq!(dst, vec![7u8; 3 * 4096]);
+        File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_len(100))
+            .expect("truncate");
+        dst.clear();
+        assert!(
+            !sigbus::copy(&mut dst, &map[..]),
+            "the copy must report the fault"
+        );
     }
 }

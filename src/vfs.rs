@@ -339,9 +339,10 @@ impl Vfs {
     }
 
     /// Read `size` bytes at `offset` of file `ino` and hand them to `reply`
-    /// (fewer at the end of the file, none past it). A read that falls in
-    /// the header or in one part is handed over straight from its bytes;
-    /// otherwise it is gathered into a reused per-thread buffer.
+    /// (fewer at the end of the file, none past it). The bytes are gathered
+    /// into a reused per-thread buffer: copying under the SIGBUS guard (see
+    /// [`crate::parts`]) is what makes a part truncated mid-read an error
+    /// rather than a crash or a hung request.
     pub fn read<R>(
         &self,
         ino: u64,
@@ -364,20 +365,6 @@ impl Vfs {
             return Ok(reply(bytes));
         }
         let mut session = ReadSession::new(&self.store);
-        if offset >= header_len {
-            let data_off = offset - header_len;
-            let mut segments = array.layout.segments(data_off, end - offset);
-            if let (Some(seg), None) = (segments.next(), segments.next()) {
-                let part = array
-                    .parts
-                    .get(seg.part)
-                    .ok_or_else(|| FsError::Io("segment names no part".into()))?;
-                let bytes = session
-                    .bytes(part, seg.offset, seg.len)
-                    .map_err(|e| FsError::from_io(array, e))?;
-                return Ok(reply(bytes));
-            }
-        }
         GATHER.with(|cell| {
             let mut buf = cell.borrow_mut();
             buf.clear();
@@ -395,10 +382,9 @@ impl Vfs {
                     .parts
                     .get(seg.part)
                     .ok_or_else(|| FsError::Io("segment names no part".into()))?;
-                let bytes = session
-                    .bytes(part, seg.offset, seg.len)
+                session
+                    .copy_into(part, seg.offset, seg.len, &mut buf)
                     .map_err(|e| FsError::from_io(array, e))?;
-                buf.extend_from_slice(bytes);
             }
             Ok(reply(&buf))
         })
