@@ -274,11 +274,16 @@ fn spawn_watcher(
         .name("watcher".into())
         .spawn(move || {
             let mut reloader = crate::live::Reloader::new(&source);
+            let mut pause = interval;
             loop {
-                std::thread::sleep(interval);
+                std::thread::sleep(pause);
+                let started = std::time::Instant::now();
                 for change in reloader.reload(&vfs) {
                     notify(&notifier, &change);
                 }
+                // A look costs a stat per part: with very many parts, look
+                // less often so that watching stays under ~10% of a core.
+                pause = interval.max(started.elapsed() * 10);
             }
         })
         .context("watcher thread")?;
