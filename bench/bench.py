@@ -312,12 +312,10 @@ def rows_dask(parts, idx):
 
 def rows_h5(vds, idx):
     import h5py
-    order = np.argsort(idx)
+    uniq, inverse = np.unique(idx, return_inverse=True)  # h5py wants increasing indices
     with h5py.File(vds, "r") as f:
-        got = f["data"][idx[order]]
-    out = np.empty_like(got)
-    out[order] = got
-    return out
+        got = f["data"][uniq]
+    return got[inverse]
 
 
 # --------------------------------------------------------------------------
