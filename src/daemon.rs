@@ -29,6 +29,7 @@ pub struct MountConfig {
     pub log_file: Option<PathBuf>,
     pub read_ahead_kb: u32,
     pub max_maps: usize,
+    pub drop_part_cache: bool,
 }
 
 /// Validate the source and mount it. In daemon mode this returns in the
@@ -148,7 +149,10 @@ fn serve(
 ) -> Result<()> {
     block_signals();
     let count = arrays.len();
-    let vfs = Vfs::new(arrays, PartStore::new(cfg.max_maps));
+    let vfs = Vfs::new(
+        arrays,
+        PartStore::new(cfg.max_maps).with_drop_cache(cfg.drop_part_cache),
+    );
     let fs = NpyFs::new(vfs, unsafe { libc::getuid() }, unsafe { libc::getgid() });
 
     let mut options = vec![

@@ -40,6 +40,7 @@ fn mount_config(args: MountArgs) -> MountConfig {
         log_file: args.log_file,
         read_ahead_kb: args.read_ahead_kb,
         max_maps: args.max_maps as usize,
+        drop_part_cache: args.drop_part_cache,
     }
 }
 

@@ -32,7 +32,12 @@ struct Cache {
 pub struct PartStore {
     cache: Mutex<Cache>,
     max_maps: usize,
+    drop_cache: bool,
 }
+
+/// Segments at least this long are read ahead with `MADV_WILLNEED` before
+/// they are copied (one large I/O instead of a fault per readaround window).
+const WILLNEED_MIN: u64 = 64 << 10;
 
 impl PartStore {
     pub fn new(max_maps: usize) -> Self {
@@ -42,7 +47,16 @@ impl PartStore {
                 clock: 0,
             }),
             max_maps: max_maps.max(1),
+            drop_cache: false,
         }
+    }
+
+    /// After serving a range, also evict the parts' pages from the page
+    /// cache (`MADV_PAGEOUT`), so the data is cached once, as the virtual
+    /// file's pages.
+    pub fn with_drop_cache(mut self, drop_cache: bool) -> Self {
+        self.drop_cache = drop_cache;
+        self
     }
 
     /// Number of maps currently held.
@@ -132,6 +146,9 @@ fn usize_len(n: u64) -> io::Result<usize> {
 pub struct ReadSession<'a> {
     store: &'a PartStore,
     recent: Vec<(u64, Arc<Mmap>)>,
+    /// Ranges served (index into `recent`'s maps kept alive, start, end),
+    /// released by [`ReadSession::release`] once the reply is sent.
+    served: Vec<(Arc<Mmap>, usize, usize)>,
 }
 
 const RECENT: usize = 16;
@@ -141,6 +158,22 @@ impl<'a> ReadSession<'a> {
         ReadSession {
             store,
             recent: Vec::new(),
+            served: Vec::new(),
+        }
+    }
+
+    /// Call once the bytes handed out have been copied (the reply is sent):
+    /// unmap the served pages from the daemon (`MADV_DONTNEED`; the page
+    /// cache keeps them, the daemon's RSS does not), and with `drop_cache`
+    /// evict them from the page cache too (`MADV_PAGEOUT`). Best effort.
+    pub fn release(&mut self) {
+        let advice = if self.store.drop_cache {
+            libc::MADV_PAGEOUT
+        } else {
+            libc::MADV_DONTNEED
+        };
+        for (map, start, end) in self.served.drain(..) {
+            advise(&map, start, end, advice);
         }
     }
 
@@ -164,11 +197,60 @@ impl<'a> ReadSession<'a> {
         let start = part.data_offset.checked_add(offset);
         let end = start.and_then(|s| s.checked_add(len));
         match (start, end) {
-            (Some(s), Some(e)) if e <= map.len() as u64 => Ok(&map[s as usize..e as usize]),
+            (Some(s), Some(e)) if e <= map.len() as u64 => {
+                let (s, e) = (s as usize, e as usize);
+                if len >= WILLNEED_MIN {
+                    advise(map, s, e, libc::MADV_WILLNEED);
+                }
+                // Interleaved reads (axis > 0) serve each part's bytes in
+                // contiguous runs: extend the part's last range.
+                if let Some((_, _, end)) = self
+                    .served
+                    .iter_mut()
+                    .rev()
+                    .take(RECENT)
+                    .find(|(m, _, end)| *end == s && Arc::ptr_eq(m, map))
+                {
+                    *end = e;
+                } else {
+                    self.served.push((map.clone(), s, e));
+                }
+                Ok(&map[s..e])
+            }
             _ => Err(io::Error::other(format!(
                 "{}: read of {len} bytes at data offset {offset} is outside the part",
                 part.path.display()
             ))),
         }
     }
+}
+
+/// `madvise` the whole pages within `[start, end)` of `map` (a partial page
+/// at either end is left alone: it may hold a neighbour's bytes). Best effort.
+fn advise(map: &Mmap, start: usize, end: usize, advice: libc::c_int) {
+    let page = page_size();
+    let first = start.div_ceil(page) * page;
+    let last = (end / page) * page;
+    if last <= first || last > map.len() {
+        return;
+    }
+    // SAFETY: the range lies within the map, which is read-only and shared:
+    // WILLNEED only reads ahead; DONTNEED and PAGEOUT drop page-table entries
+    // (and clean page-cache pages), and later accesses fault the file's
+    // bytes back in, so no slice handed out can observe a change.
+    unsafe {
+        libc::madvise(
+            map.as_ptr().add(first) as *mut libc::c_void,
+            last - first,
+            advice,
+        );
+    }
+}
+
+fn page_size() -> usize {
+    static PAGE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *PAGE.get_or_init(|| {
+        let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        usize::try_from(p).ok().filter(|&p| p > 0).unwrap_or(4096)
+    })
 }

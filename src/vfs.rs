@@ -328,7 +328,9 @@ impl Vfs {
                 let bytes = session
                     .bytes(part, seg.offset, seg.len)
                     .map_err(|e| read_error(array, e))?;
-                return Ok(reply(bytes));
+                let replied = reply(bytes);
+                session.release();
+                return Ok(replied);
             }
         }
         GATHER.with(|cell| {
@@ -353,7 +355,9 @@ impl Vfs {
                     .map_err(|e| read_error(array, e))?;
                 buf.extend_from_slice(bytes);
             }
-            Ok(reply(&buf))
+            let replied = reply(&buf);
+            session.release();
+            Ok(replied)
         })
     }
 }
