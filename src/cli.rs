@@ -104,6 +104,11 @@ pub struct MountArgs {
     /// Most part files kept memory-mapped at once
     #[arg(long, default_value_t = 1024, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=60000))]
     pub max_maps: u32,
+    /// Evict the parts' pages from the page cache once served (MADV_PAGEOUT), so data read
+    /// through the mount is cached once, as the virtual file; needs write access to or
+    /// ownership of the part files (else a no-op)
+    #[arg(long)]
+    pub drop_part_cache: bool,
 }
 
 #[derive(Debug, Args)]

@@ -36,6 +36,7 @@ pub struct MountConfig {
     pub writable: bool,
     /// How often to look for changes of the source; None: never.
     pub watch_interval: Option<Duration>,
+    pub drop_part_cache: bool,
 }
 
 /// Validate the source and mount it. In daemon mode this returns in the
@@ -157,7 +158,7 @@ fn serve(
     let count = arrays.len();
     let vfs = Arc::new(Vfs::new(
         arrays,
-        PartStore::new(cfg.max_maps),
+        PartStore::new(cfg.max_maps).with_drop_cache(cfg.drop_part_cache),
         Options {
             writable: cfg.writable,
         },

@@ -19,8 +19,7 @@ use crate::vfs::{Attr, FsError, Kind, Vfs};
 /// changes when the daemon says so (and then it invalidates explicitly).
 const TTL: Duration = Duration::from_secs(3600);
 
-/// Largest read the daemon asks the kernel for (1 MiB; the kernel's
-/// `max_pages_limit` caps it anyway).
+/// Block size shown by `stat`: programs like `cp` size their buffers by it.
 const MAX_READ: u32 = 1 << 20;
 
 pub struct NpyFs {
@@ -77,9 +76,9 @@ fn guarded(op: &str, f: impl FnOnce()) {
 
 impl Filesystem for NpyFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
-        if let Err(nearest) = config.set_max_readahead(MAX_READ) {
-            let _ = config.set_max_readahead(nearest);
-        }
+        // The kernel offers 128 KiB of readahead at init and accepts no more
+        // here; the daemon raises it afterwards through the mount's bdi
+        // (`--read-ahead-kb`). Requests are up to 1 MiB (max_pages).
         let _ = config.set_max_background(64);
         Ok(())
     }

@@ -43,6 +43,7 @@ fn mount_config(args: MountArgs) -> MountConfig {
         writable: args.writable,
         watch_interval: (args.watch_interval > 0.0 && args.watch_interval.is_finite())
             .then(|| std::time::Duration::from_secs_f64(args.watch_interval.min(86400.0))),
+        drop_part_cache: args.drop_part_cache,
     }
 }
 
