@@ -26,6 +26,8 @@ pub enum FsError {
     ReadOnly,
     #[error("I/O error: {0}")]
     Io(String),
+    #[error("no such attribute")]
+    NoAttr,
 }
 
 impl FsError {
@@ -36,6 +38,7 @@ impl FsError {
             FsError::IsDir => libc::EISDIR,
             FsError::ReadOnly => libc::EROFS,
             FsError::Io(_) => libc::EIO,
+            FsError::NoAttr => libc::ENODATA,
         }
     }
 }
@@ -355,6 +358,64 @@ impl Vfs {
             }
             Ok(reply(&buf))
         })
+    }
+}
+
+/// Names of the extended attributes of every virtual file, in `listxattr` order.
+pub const XATTR_NAMES: [&str; 5] = [
+    "user.npyfs.parts",
+    "user.npyfs.axis",
+    "user.npyfs.shape",
+    "user.npyfs.dtype",
+    "user.npyfs.order",
+];
+
+/// The value of extended attribute `name` of `array`, if it has one:
+/// part paths (newline-separated), axis, shape as Python prints it, dtype
+/// as numpy names it, order ("C" or "F").
+pub fn array_xattr(array: &VirtualArray, name: &str) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    Some(match name {
+        "user.npyfs.parts" => {
+            let mut out = Vec::new();
+            for (i, part) in array.parts.iter().enumerate() {
+                if i > 0 {
+                    out.push(b'\n');
+                }
+                out.extend_from_slice(part.path.as_os_str().as_bytes());
+            }
+            out
+        }
+        "user.npyfs.axis" => array.layout.axis().to_string().into_bytes(),
+        "user.npyfs.shape" => crate::inspect::shape_repr(array.layout.shape()).into_bytes(),
+        "user.npyfs.dtype" => crate::npy::dtype_name(&array.dtype).into_bytes(),
+        "user.npyfs.order" => array.order_name().as_bytes().to_vec(),
+        _ => return None,
+    })
+}
+
+impl Vfs {
+    /// The extended attribute names of `ino` as `listxattr(2)` returns
+    /// them: each NUL-terminated. Directories have none.
+    pub fn listxattr(&self, ino: u64) -> Result<Vec<u8>, FsError> {
+        match self.array_of(ino) {
+            Ok(_) => Ok(XATTR_NAMES
+                .iter()
+                .flat_map(|n| n.bytes().chain(std::iter::once(0)))
+                .collect()),
+            Err(FsError::IsDir) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The value of extended attribute `name` of `ino`; [`FsError::NoAttr`]
+    /// for an unknown name and for every name on a directory.
+    pub fn getxattr(&self, ino: u64, name: &str) -> Result<Vec<u8>, FsError> {
+        match self.array_of(ino) {
+            Ok(array) => array_xattr(array, name).ok_or(FsError::NoAttr),
+            Err(FsError::IsDir) => Err(FsError::NoAttr),
+            Err(e) => Err(e),
+        }
     }
 }
 
