@@ -8,15 +8,21 @@
 //! - [`parts`]: lazily mapped part bytes (the only code touching them);
 //! - [`vfs`]: the filesystem core (tree, attributes, read path);
 //! - [`fs`]: the thin `fuser::Filesystem` adapter;
-//! - [`daemon`]: mount lifecycle; [`inspect`]: describing arrays.
+//! - [`daemon`]: mount lifecycle; [`inspect`]: describing arrays;
+//! - [`export`]: writing a virtual array to a real file;
+//! - [`locate`]: which part serves a byte or element (`inspect --at`);
+//! - [`mountopts`]: the mount(8) / fstab `-o` syntax.
 
 pub mod cli;
 pub mod daemon;
+pub mod export;
 pub mod fs;
 pub mod inspect;
 pub mod layout;
+pub mod locate;
 pub mod logging;
 pub mod manifest;
+pub mod mountopts;
 pub mod npy;
 pub mod parts;
 pub mod source;
