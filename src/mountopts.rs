@@ -134,7 +134,14 @@ impl MountOptions {
                 return Err(err(format!("needs a value ({key}=...)")));
             }
             (k, None) if GENERIC.contains(&k) => self.ignored.push(item.to_string()),
-            (k, _) if k.starts_with("x_") || k == "comment" => self.ignored.push(item.to_string()),
+            // x-systemd.*, x-gvfs-*, comment=..., and what mount(8) adds
+            // for user mounts (user=NAME) or helpers (uhelper=, helper=).
+            (k, _)
+                if k.starts_with("x_")
+                    || matches!(k, "comment" | "user" | "uhelper" | "helper") =>
+            {
+                self.ignored.push(item.to_string())
+            }
             _ => {
                 return Err(err(format!(
                     "unknown option; npyfs takes {} and the generic mount flags \
@@ -172,6 +179,8 @@ mod tests {
             o.ignored,
             ["ro", "noauto", "x-systemd.automount", "_netdev"]
         );
+        let o = MountOptions::parse(&["user=alice,comment=x,defaults"]).expect("parse");
+        assert_eq!(o.ignored, ["user=alice", "comment=x", "defaults"]);
     }
 
     #[test]

@@ -97,13 +97,13 @@ impl Mounted {
     }
 
     fn stop(&mut self) -> String {
+        let Some(mut child) = self.child.take() else {
+            return String::new();
+        };
         let _ = Command::new(BIN)
             .arg("unmount")
             .arg(self.dir.path())
             .status();
-        let Some(mut child) = self.child.take() else {
-            return String::new();
-        };
         let start = Instant::now();
         loop {
             match child.try_wait() {
