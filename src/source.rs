@@ -262,9 +262,10 @@ fn describe(spec: &PartSpec, file: &File) -> Result<Described, String> {
 }
 
 /// A part whose bytes are the same in C and Fortran order: at most one
-/// dimension longer than 1.
+/// dimension longer than 1, or no elements at all (numpy saves an empty
+/// array as C order whatever order it was made in).
 fn order_neutral(shape: &[u64]) -> bool {
-    shape.iter().filter(|&&d| d > 1).count() <= 1
+    shape.contains(&0) || shape.iter().filter(|&&d| d > 1).count() <= 1
 }
 
 /// Fortran when the result has more than one dimension and the parts are
@@ -312,6 +313,8 @@ mod tests {
         assert!(order_neutral(&[1, 5]));
         assert!(order_neutral(&[5, 1, 1]));
         assert!(order_neutral(&[0, 1]));
+        assert!(order_neutral(&[0, 4, 5]));
+        assert!(order_neutral(&[3, 0, 5]));
         assert!(!order_neutral(&[2, 5]));
     }
 }
