@@ -423,3 +423,67 @@ fn read_error(array: &VirtualArray, e: std::io::Error) -> FsError {
     log::error!("read of {:?} failed: {e}", array.name);
     FsError::Io(e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn vfs(dir: &std::path::Path) -> Vfs {
+        let dtype = crate::npy::parse_dtype("<i2").expect("dtype");
+        for (name, shape) in [("a.npy", [3u64, 2]), ("b.npy", [3, 5])] {
+            let mut f = std::fs::File::create(dir.join(name)).expect("create");
+            f.write_all(&crate::npy::write_header(&dtype, &shape, false))
+                .expect("header");
+            f.write_all(&vec![0u8; (shape[0] * shape[1] * 2) as usize])
+                .expect("data");
+        }
+        let manifest = dir.join("m.toml");
+        std::fs::write(
+            &manifest,
+            "[[array]]\nname = \"d/x.npy\"\naxis = 1\nparts = [\"a.npy\", \"b.npy\"]\n",
+        )
+        .expect("manifest");
+        Vfs::new(
+            crate::source::load(&manifest).expect("load"),
+            PartStore::new(4),
+        )
+    }
+
+    #[test]
+    fn xattrs_of_files_and_directories() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let v = vfs(dir.path());
+        let d = v.lookup(ROOT, "d").expect("d").ino;
+        let x = v.lookup(d, "x.npy").expect("x").ino;
+        let names = v.listxattr(x).expect("list");
+        assert_eq!(
+            names,
+            b"user.npyfs.parts\0user.npyfs.axis\0user.npyfs.shape\0user.npyfs.dtype\0user.npyfs.order\0"
+        );
+        let get = |n: &str| String::from_utf8(v.getxattr(x, n).expect(n)).expect("utf-8");
+        assert_eq!(get("user.npyfs.shape"), "(3, 7)");
+        assert_eq!(get("user.npyfs.axis"), "1");
+        assert_eq!(get("user.npyfs.dtype"), "<i2");
+        assert_eq!(get("user.npyfs.order"), "C");
+        let parts = get("user.npyfs.parts");
+        let lines: Vec<&str> = parts.split('\n').collect();
+        assert_eq!(lines.len(), 2);
+        assert!(
+            lines[0].ends_with("/a.npy") && lines[1].ends_with("/b.npy"),
+            "{parts}"
+        );
+
+        assert_eq!(v.getxattr(x, "user.other"), Err(FsError::NoAttr));
+        assert_eq!(FsError::NoAttr.errno(), libc::ENODATA);
+        for dir_ino in [ROOT, d] {
+            assert_eq!(v.listxattr(dir_ino), Ok(Vec::new()));
+            assert_eq!(
+                v.getxattr(dir_ino, "user.npyfs.shape"),
+                Err(FsError::NoAttr)
+            );
+        }
+        assert_eq!(v.listxattr(999), Err(FsError::NotFound));
+        assert_eq!(v.getxattr(999, "user.npyfs.shape"), Err(FsError::NotFound));
+    }
+}
