@@ -302,3 +302,56 @@ fn folder_source_and_name_without_suffix() {
     let served = std::fs::read(mount.path().join("train.npy")).expect("read");
     assert!(std::fs::read(&target).expect("read") == served);
 }
+
+#[test]
+fn an_interrupted_export_removes_its_temporary_file() {
+    let src = tempfile::tempdir().expect("tempdir");
+    // Two sparse raw parts interleaved byte by byte: slow enough to interrupt.
+    let n: u64 = 16 << 20;
+    for name in ["a.raw", "b.raw"] {
+        let f = std::fs::File::create(src.path().join(name)).expect("create");
+        f.set_len(n).expect("sparse");
+    }
+    let manifest = src.path().join("m.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "[[array]]\nname = \"slow.npy\"\naxis = 1\nparts = [\n\
+             {{ path = \"a.raw\", dtype = \"|u1\", shape = [{n}, 1] }},\n\
+             {{ path = \"b.raw\", dtype = \"|u1\", shape = [{n}, 1] }} ]\n"
+        ),
+    )
+    .expect("manifest");
+    let out = tempfile::tempdir().expect("out");
+    let target = out.path().join("slow.npy");
+    let mut child = Command::new(BIN)
+        .arg("export")
+        .arg(&manifest)
+        .arg("slow")
+        .arg(&target)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let start = std::time::Instant::now();
+    while leftovers(out.path()).is_empty() {
+        if start.elapsed() > std::time::Duration::from_secs(20) || target.exists() {
+            let _ = child.kill();
+            let _ = child.wait();
+            eprintln!("SKIP: the export finished before it could be interrupted");
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let status = child.wait().expect("wait");
+    if target.exists() {
+        eprintln!("SKIP: the export finished before the signal arrived");
+        return;
+    }
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        leftovers(out.path()).is_empty(),
+        "{:?}",
+        leftovers(out.path())
+    );
+}
