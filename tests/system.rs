@@ -279,6 +279,42 @@ fn mount_t_fuse_npyfs_for_real() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!is_mounted(mnt.path()));
+
+    // An fstab line, from a private fstab file (mount -T), so /etc/fstab is
+    // left alone.
+    let fstab = dir.path().join("fstab");
+    std::fs::write(
+        &fstab,
+        format!(
+            "# test\n{}  {}  fuse.npyfs  ro,allow_other,threads=2,nofail,_netdev,noauto  0  0\n",
+            manifest.display(),
+            mnt.path().display()
+        ),
+    )
+    .expect("fstab");
+    let out = Command::new("mount")
+        .arg("-T")
+        .arg(&fstab)
+        .arg(mnt.path())
+        .output()
+        .expect("run mount -T");
+    assert!(
+        out.status.success(),
+        "mount -T fstab: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(is_mounted(mnt.path()));
+    assert!(mnt.path().join("wide.npy").is_file());
+    let out = Command::new("umount")
+        .arg(mnt.path())
+        .output()
+        .expect("umount");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!is_mounted(mnt.path()));
 }
 
 #[test]
