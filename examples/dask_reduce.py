@@ -123,4 +123,9 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as the module "dask_reduce", not "__main__", so MountedNpy is
+    # pickled by reference: the workers import it (the script's folder is on
+    # their sys.path too) and keep one map per file in its _MAPS.
+    import dask_reduce
+
+    sys.exit(dask_reduce.main())

@@ -5,7 +5,7 @@
 //! - [`layout`]: pure geometry, virtual byte range → part segments;
 //! - [`manifest`]: TOML manifests and folder scanning → array definitions;
 //! - [`source`]: open and validate parts, build virtual arrays;
-//! - [`parts`]: lazily mapped part bytes (the only code touching them);
+//! - [`parts`]: lazily mapped part bytes (the only code mapping them);
 //! - [`vfs`]: the filesystem core (tree, attributes, read path);
 //! - [`fs`]: the thin `fuser::Filesystem` adapter;
 //! - [`daemon`]: mount lifecycle; [`inspect`]: describing arrays;
