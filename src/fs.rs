@@ -10,7 +10,8 @@ use std::time::{Duration, SystemTime};
 use fuser::{
     BsdFileFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
     INodeNo, KernelConfig, LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
-    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    WriteFlags,
 };
 
 use crate::vfs::{Attr, FsError, Kind, Vfs};
@@ -271,5 +272,39 @@ impl Filesystem for NpyFs {
                 bsize,
             )
         })
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        guarded("getxattr", || {
+            let Some(name) = name.to_str() else {
+                return reply.error(Errno::ENODATA);
+            };
+            match self.vfs.getxattr(ino.0, name) {
+                Ok(value) => reply_xattr(reply, size, &value),
+                Err(e) => reply.error(errno(&e)),
+            }
+        })
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        guarded("listxattr", || match self.vfs.listxattr(ino.0) {
+            Ok(names) => reply_xattr(reply, size, &names),
+            Err(e) => reply.error(errno(&e)),
+        })
+    }
+}
+
+/// The xattr size protocol: size 0 asks for the length, a buffer too small
+/// gets ERANGE, else the bytes.
+fn reply_xattr(reply: ReplyXattr, size: u32, value: &[u8]) {
+    let Ok(needed) = u32::try_from(value.len()) else {
+        return reply.error(Errno::E2BIG);
+    };
+    if size == 0 {
+        reply.size(needed)
+    } else if size < needed {
+        reply.error(Errno::ERANGE)
+    } else {
+        reply.data(value)
     }
 }

@@ -5,19 +5,25 @@
 //! - [`layout`]: pure geometry, virtual byte range → part segments;
 //! - [`manifest`]: TOML manifests and folder scanning → array definitions;
 //! - [`source`]: open and validate parts, build virtual arrays;
-//! - [`parts`]: lazily mapped part bytes (the only code touching them);
+//! - [`parts`]: lazily mapped part bytes (the only code mapping them);
 //! - [`vfs`]: the filesystem core (tree, attributes, read path);
 //! - [`fs`]: the thin `fuser::Filesystem` adapter;
-//! - [`daemon`]: mount lifecycle; [`inspect`]: describing arrays.
+//! - [`daemon`]: mount lifecycle; [`inspect`]: describing arrays;
+//! - [`export`]: writing a virtual array to a real file;
+//! - [`locate`]: which part serves a byte or element (`inspect --at`);
+//! - [`mountopts`]: the mount(8) / fstab `-o` syntax.
 
 pub mod cli;
 pub mod daemon;
+pub mod export;
 pub mod fs;
 pub mod inspect;
 pub mod layout;
 pub mod live;
+pub mod locate;
 pub mod logging;
 pub mod manifest;
+pub mod mountopts;
 pub mod npy;
 pub mod parts;
 pub mod source;

@@ -329,6 +329,8 @@ mod tests {
         assert!(order_neutral(&[1, 5]));
         assert!(order_neutral(&[5, 1, 1]));
         assert!(order_neutral(&[0, 1]));
+        assert!(order_neutral(&[0, 4, 5]));
+        assert!(order_neutral(&[3, 0, 5]));
         assert!(!order_neutral(&[2, 5]));
         assert!(order_neutral(&[3, 0, 5]), "no elements fits either order");
     }

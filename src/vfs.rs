@@ -32,6 +32,8 @@ pub enum FsError {
     Access(String),
     #[error("I/O error: {0}")]
     Io(String),
+    #[error("no such attribute")]
+    NoAttr,
 }
 
 impl FsError {
@@ -44,6 +46,7 @@ impl FsError {
             FsError::Perm(_) => libc::EPERM,
             FsError::Access(_) => libc::EACCES,
             FsError::Io(_) => libc::EIO,
+            FsError::NoAttr => libc::ENODATA,
         }
     }
 
@@ -485,6 +488,64 @@ impl Vfs {
     }
 }
 
+/// Names of the extended attributes of every virtual file, in `listxattr` order.
+pub const XATTR_NAMES: [&str; 5] = [
+    "user.npyfs.parts",
+    "user.npyfs.axis",
+    "user.npyfs.shape",
+    "user.npyfs.dtype",
+    "user.npyfs.order",
+];
+
+/// The value of extended attribute `name` of `array`, if it has one:
+/// part paths (newline-separated), axis, shape as Python prints it, dtype
+/// as numpy names it, order ("C" or "F").
+pub fn array_xattr(array: &VirtualArray, name: &str) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    Some(match name {
+        "user.npyfs.parts" => {
+            let mut out = Vec::new();
+            for (i, part) in array.parts.iter().enumerate() {
+                if i > 0 {
+                    out.push(b'\n');
+                }
+                out.extend_from_slice(part.path.as_os_str().as_bytes());
+            }
+            out
+        }
+        "user.npyfs.axis" => array.layout.axis().to_string().into_bytes(),
+        "user.npyfs.shape" => crate::inspect::shape_repr(array.layout.shape()).into_bytes(),
+        "user.npyfs.dtype" => crate::npy::dtype_name(&array.dtype).into_bytes(),
+        "user.npyfs.order" => array.order_name().as_bytes().to_vec(),
+        _ => return None,
+    })
+}
+
+impl Vfs {
+    /// The extended attribute names of `ino` as `listxattr(2)` returns
+    /// them: each NUL-terminated. Directories have none.
+    pub fn listxattr(&self, ino: u64) -> Result<Vec<u8>, FsError> {
+        match self.array_of(ino) {
+            Ok(_) => Ok(XATTR_NAMES
+                .iter()
+                .flat_map(|n| n.bytes().chain(std::iter::once(0)))
+                .collect()),
+            Err(FsError::IsDir) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The value of extended attribute `name` of `ino`; [`FsError::NoAttr`]
+    /// for an unknown name and for every name on a directory.
+    pub fn getxattr(&self, ino: u64, name: &str) -> Result<Vec<u8>, FsError> {
+        match self.array_of(ino) {
+            Ok(array) => array_xattr(&array, name).ok_or(FsError::NoAttr),
+            Err(FsError::IsDir) => Err(FsError::NoAttr),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 fn is_dir(tree: &Tree, ino: u64) -> bool {
     matches!(
         tree.nodes.get(&ino),
@@ -727,5 +788,70 @@ mod tests {
         let err = read_all(&vfs, rows.ino, 128, 6).expect_err("must fail");
         assert!(matches!(err, FsError::Io(_)), "{err:?}");
         assert_eq!(err.errno(), libc::EIO);
+    }
+}
+
+#[cfg(test)]
+mod xattr_tests {
+    use super::*;
+    use std::io::Write;
+
+    fn vfs(dir: &std::path::Path) -> Vfs {
+        let dtype = crate::npy::parse_dtype("<i2").expect("dtype");
+        for (name, shape) in [("a.npy", [3u64, 2]), ("b.npy", [3, 5])] {
+            let mut f = std::fs::File::create(dir.join(name)).expect("create");
+            f.write_all(&crate::npy::write_header(&dtype, &shape, false))
+                .expect("header");
+            f.write_all(&vec![0u8; (shape[0] * shape[1] * 2) as usize])
+                .expect("data");
+        }
+        let manifest = dir.join("m.toml");
+        std::fs::write(
+            &manifest,
+            "[[array]]\nname = \"d/x.npy\"\naxis = 1\nparts = [\"a.npy\", \"b.npy\"]\n",
+        )
+        .expect("manifest");
+        Vfs::new(
+            crate::source::load(&manifest).expect("load"),
+            PartStore::new(4),
+            Options::default(),
+        )
+    }
+
+    #[test]
+    fn xattrs_of_files_and_directories() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let v = vfs(dir.path());
+        let d = v.lookup(ROOT, "d").expect("d").ino;
+        let x = v.lookup(d, "x.npy").expect("x").ino;
+        let names = v.listxattr(x).expect("list");
+        assert_eq!(
+            names,
+            b"user.npyfs.parts\0user.npyfs.axis\0user.npyfs.shape\0user.npyfs.dtype\0user.npyfs.order\0"
+        );
+        let get = |n: &str| String::from_utf8(v.getxattr(x, n).expect(n)).expect("utf-8");
+        assert_eq!(get("user.npyfs.shape"), "(3, 7)");
+        assert_eq!(get("user.npyfs.axis"), "1");
+        assert_eq!(get("user.npyfs.dtype"), "<i2");
+        assert_eq!(get("user.npyfs.order"), "C");
+        let parts = get("user.npyfs.parts");
+        let lines: Vec<&str> = parts.split('\n').collect();
+        assert_eq!(lines.len(), 2);
+        assert!(
+            lines[0].ends_with("/a.npy") && lines[1].ends_with("/b.npy"),
+            "{parts}"
+        );
+
+        assert_eq!(v.getxattr(x, "user.other"), Err(FsError::NoAttr));
+        assert_eq!(FsError::NoAttr.errno(), libc::ENODATA);
+        for dir_ino in [ROOT, d] {
+            assert_eq!(v.listxattr(dir_ino), Ok(Vec::new()));
+            assert_eq!(
+                v.getxattr(dir_ino, "user.npyfs.shape"),
+                Err(FsError::NoAttr)
+            );
+        }
+        assert_eq!(v.listxattr(999), Err(FsError::NotFound));
+        assert_eq!(v.getxattr(999, "user.npyfs.shape"), Err(FsError::NotFound));
     }
 }

@@ -52,7 +52,7 @@ npyfs_ensure_cargo() {
 
 npyfs_venv_ok() {
   [ -x "$NPYFS_PY" ] && "$NPYFS_PY" - <<'PY' >/dev/null 2>&1
-import numpy, pytest
+import numpy, pytest, dask.distributed
 assert int(numpy.__version__.split(".")[0]) >= 2
 PY
 }
@@ -67,9 +67,9 @@ npyfs_ensure_venv() {
       python3 -m venv "$NPYFS_VENV"
     fi
   fi
-  npyfs_log "installing numpy and pytest into $NPYFS_VENV"
-  "$NPYFS_PY" -m pip install -q --disable-pip-version-check 'numpy>=2' pytest
-  npyfs_venv_ok || { npyfs_log "the venv still lacks numpy>=2 or pytest"; return 1; }
+  npyfs_log "installing numpy, pytest and dask[distributed] into $NPYFS_VENV"
+  "$NPYFS_PY" -m pip install -q --disable-pip-version-check 'numpy>=2' pytest 'dask[distributed]'
+  npyfs_venv_ok || { npyfs_log "the venv still lacks numpy>=2, pytest or dask.distributed"; return 1; }
 }
 
 npyfs_setup() {
