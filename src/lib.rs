@@ -9,6 +9,15 @@
 //! - [`vfs`]: the filesystem core (tree, attributes, read path);
 //! - [`fs`]: the thin `fuser::Filesystem` adapter;
 //! - [`daemon`]: mount lifecycle; [`inspect`]: describing arrays.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 
 pub mod cli;
 pub mod daemon;

@@ -197,13 +197,16 @@ impl<'a> ReadSession<'a> {
         };
         let start = part.data_offset.checked_add(offset);
         let end = start.and_then(|s| s.checked_add(len));
-        match (start, end) {
-            (Some(s), Some(e)) if e <= map.len() as u64 => Ok(&map[s as usize..e as usize]),
-            _ => Err(io::Error::other(format!(
+        let range = match (start, end) {
+            (Some(s), Some(e)) => usize::try_from(s).ok().zip(usize::try_from(e).ok()),
+            _ => None,
+        };
+        range.and_then(|(s, e)| map.get(s..e)).ok_or_else(|| {
+            io::Error::other(format!(
                 "{}: read of {len} bytes at data offset {offset} is outside the part",
                 part.path.display()
-            ))),
-        }
+            ))
+        })
     }
 }
 
@@ -224,8 +227,8 @@ impl WriteSession {
                 part.path.display()
             )));
         }
-        let file = match self.open.iter().position(|(id, _)| *id == part.id) {
-            Some(pos) => &self.open[pos].1,
+        let pos = match self.open.iter().position(|(id, _)| *id == part.id) {
+            Some(pos) => pos,
             None => {
                 check_current(part)?;
                 // Even a root daemon honours the part's write bits.
@@ -247,8 +250,11 @@ impl WriteSession {
                         )
                     })?;
                 self.open.push((part.id, file));
-                &self.open[self.open.len() - 1].1
+                self.open.len() - 1
             }
+        };
+        let Some((_, file)) = self.open.get(pos) else {
+            return Err(io::Error::other("part file vanished"));
         };
         file.write_all_at(bytes, part.data_offset + offset)
     }
