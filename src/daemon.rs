@@ -371,7 +371,7 @@ fn unescape_mountinfo(s: &str) -> String {
     while let Some((&first, tail)) = rest.split_first() {
         if let [b'\\', a @ b'0'..=b'3', b @ b'0'..=b'7', c @ b'0'..=b'7', ..] = rest {
             out.push((a - b'0') * 64 + (b - b'0') * 8 + (c - b'0'));
-            rest = &rest[4..];
+            rest = rest.get(4..).unwrap_or_default();
             continue;
         }
         out.push(first);

@@ -12,6 +12,15 @@
 //! - [`export`]: writing a virtual array to a real file;
 //! - [`locate`]: which part serves a byte or element (`inspect --at`);
 //! - [`mountopts`]: the mount(8) / fstab `-o` syntax.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 
 pub mod cli;
 pub mod daemon;

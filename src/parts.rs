@@ -406,8 +406,8 @@ impl WriteSession {
                 part.path.display()
             )));
         }
-        let file = match self.open.iter().position(|(id, _)| *id == part.id) {
-            Some(pos) => &self.open[pos].1,
+        let pos = match self.open.iter().position(|(id, _)| *id == part.id) {
+            Some(pos) => pos,
             None => {
                 check_current(part)?;
                 // Even a root daemon honours the part's write bits.
@@ -429,8 +429,11 @@ impl WriteSession {
                         )
                     })?;
                 self.open.push((part.id, file));
-                &self.open[self.open.len() - 1].1
+                self.open.len() - 1
             }
+        };
+        let Some((_, file)) = self.open.get(pos) else {
+            return Err(io::Error::other("part file vanished"));
         };
         file.write_all_at(bytes, part.data_offset + offset)
     }
