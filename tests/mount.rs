@@ -1,83 +1,17 @@
 //! Real FUSE mounts: every test mounts on its own temporary directory and
 //! always unmounts (a Drop guard), even when it fails.
 
+mod common;
+
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::{is_mounted, Mounted, Rng, Unmount, BIN};
 use npyfs::npy;
-
-const BIN: &str = env!("CARGO_BIN_EXE_npyfs");
-
-fn is_mounted(mnt: &Path) -> bool {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let want = mnt.to_string_lossy().to_string();
-    info.lines()
-        .any(|l| l.split(' ').nth(4).is_some_and(|p| p == want))
-}
-
-/// A foreground daemon serving SOURCE at a fresh mount point.
-struct Mounted {
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl Mounted {
-    fn new(source: &Path) -> Mounted {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let child = Command::new(BIN)
-            .arg("mount")
-            .arg(source)
-            .arg(dir.path())
-            .arg("--foreground")
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn npyfs");
-        let m = Mounted {
-            dir,
-            child: Some(child),
-        };
-        let start = Instant::now();
-        while !is_mounted(m.path()) {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "mount never appeared"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        m
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = Command::new(BIN)
-            .arg("unmount")
-            .arg(self.dir.path())
-            .status();
-        if let Some(mut child) = self.child.take() {
-            let start = Instant::now();
-            loop {
-                match child.try_wait() {
-                    Ok(Some(_)) => break,
-                    _ if start.elapsed() > Duration::from_secs(5) => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        break;
-                    }
-                    _ => std::thread::sleep(Duration::from_millis(20)),
-                }
-            }
-        }
-    }
-}
 
 /// Write an npy part of u32 elements, C order.
 fn write_part(path: &Path, shape: &[u64], values: &[u32]) {
@@ -87,20 +21,6 @@ fn write_part(path: &Path, shape: &[u64], values: &[u32]) {
         .expect("header");
     for v in values {
         f.write_all(&v.to_le_bytes()).expect("data");
-    }
-}
-
-/// Tiny deterministic generator (no extra dependency).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
     }
 }
 
@@ -249,13 +169,7 @@ fn daemon_mode_returns_and_sigterm_unmounts() {
         .output()
         .expect("run mount");
     // Guard first, so a failing assertion still unmounts.
-    struct Unmount<'a>(&'a Path);
-    impl Drop for Unmount<'_> {
-        fn drop(&mut self) {
-            let _ = Command::new(BIN).arg("unmount").arg(self.0).status();
-        }
-    }
-    let _guard = Unmount(mnt.path());
+    let _guard = Unmount(mnt.path().to_path_buf());
     assert!(
         out.status.success(),
         "{}",

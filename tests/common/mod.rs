@@ -140,6 +140,11 @@ impl Rng {
         self.0 ^= self.0 << 17;
         self.0
     }
+
+    /// A number in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
 }
 
 /// Write an npy part: header for (dtype, shape, order) and `nbytes` of
