@@ -34,9 +34,10 @@ Examples:
 
 Options with -o (the mount(8) / fstab syntax, comma-separated, repeatable; they win
 over the flags): allow_other, default_permissions, threads=N, log_file=PATH,
-read_ahead_kb=KIB, max_maps=N. Generic mount flags (ro, rw, defaults, noauto, auto,
-user, users, nofail, _netdev, dev, suid, exec, atime, noatime, x-*, ...) are accepted
-and ignored: an npyfs mount is always read-only, nosuid, nodev.
+read_ahead_kb=KIB, max_maps=N, writable, watch_interval=SECS, drop_part_cache.
+Generic mount flags (ro, rw, defaults, noauto, auto, user, users, nofail, _netdev, dev,
+suid, exec, atime, noatime, x-*, ...) are accepted and ignored: npyfs always mounts
+nosuid, nodev, and read-only unless writable is given.
 
 As a mount(8) helper (installed as a symlink; mount -t fuse.npyfs runs it, and it
 always detaches a daemon):
@@ -166,7 +167,7 @@ pub struct MountArgs {
     /// ownership of the part files (else a no-op)
     #[arg(long)]
     pub drop_part_cache: bool,
-    /// Mount options, mount(8) style: allow_other,threads=N,log_file=PATH,ro,noauto,...
+    /// Mount options, mount(8) style: allow_other,threads=N,writable,watch_interval=SECS,noauto,...
     #[arg(short = 'o', value_name = "OPTS", action = clap::ArgAction::Append)]
     pub options: Vec<String>,
 }

@@ -224,6 +224,27 @@ mod tests {
     }
 
     #[test]
+    fn write_through_and_watch_options() {
+        let o =
+            MountOptions::parse(&["writable,watch_interval=0.5,drop_part_cache"]).expect("parse");
+        assert!(o.writable && o.drop_part_cache);
+        assert_eq!(o.watch_interval, Some(0.5));
+        assert!(
+            !MountOptions::parse(&["rw"]).expect("rw").writable,
+            "rw alone is not writable"
+        );
+        for bad in [
+            "watch_interval=soon",
+            "watch_interval=-1",
+            "watch_interval",
+            "writable=1",
+        ] {
+            let e = MountOptions::parse(&[bad]).expect_err(bad);
+            assert_eq!(e.option, bad);
+        }
+    }
+
+    #[test]
     fn empty_entries_are_skipped() {
         assert_eq!(
             MountOptions::parse(&[",,", ""]).expect("parse"),
