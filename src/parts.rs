@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use memmap2::{Mmap, MmapOptions};
 
+use crate::layout::Segment;
 use crate::source::Part;
 
 /// Default number of part maps kept at once.
@@ -175,6 +176,8 @@ fn usize_len(n: u64) -> io::Result<usize> {
 pub struct ReadSession<'a> {
     store: &'a PartStore,
     recent: Vec<(u64, Arc<Mmap>)>,
+    /// Index in `recent` of the map used last.
+    last: usize,
     /// Ranges copied (map, start, end), released when the session ends.
     served: Vec<(Arc<Mmap>, usize, usize)>,
 }
@@ -186,6 +189,7 @@ impl<'a> ReadSession<'a> {
         ReadSession {
             store,
             recent: Vec::new(),
+            last: 0,
             served: Vec::new(),
         }
     }
@@ -213,6 +217,68 @@ impl<'a> ReadSession<'a> {
         len: u64,
         dst: &mut Vec<u8>,
     ) -> io::Result<()> {
+        let guard = sigbus::Guard::enter();
+        let copied = self.copy_run(part, offset, len, dst);
+        self.finish(guard, copied)
+    }
+
+    /// Append the bytes of every segment (runs of `parts`' data) to `dst`,
+    /// in order. One SIGBUS guard covers the whole gather, so an
+    /// interleaved read of thousands of short runs pays for it once.
+    pub fn gather(
+        &mut self,
+        parts: &[Part],
+        segments: impl Iterator<Item = Segment>,
+        dst: &mut Vec<u8>,
+    ) -> io::Result<()> {
+        let guard = sigbus::Guard::enter();
+        let mut copied = Ok(());
+        for seg in segments {
+            let Some(part) = parts.get(seg.part) else {
+                copied = Err(io::Error::other("segment names no part"));
+                break;
+            };
+            copied = self.copy_run(part, seg.offset, seg.len, dst);
+            if copied.is_err() {
+                break;
+            }
+        }
+        self.finish(guard, copied)
+    }
+
+    /// Leave the guarded copy. A fault means a part shrank between its
+    /// check and the copy: the faulting map is now patched with zero pages,
+    /// so every map this session used is thrown away and the read fails.
+    fn finish(&mut self, guard: sigbus::Guard, copied: io::Result<()>) -> io::Result<()> {
+        if !guard.leave() {
+            let failed: Vec<String> = self
+                .recent
+                .drain(..)
+                .map(|(id, _)| {
+                    self.store.forget(id);
+                    id.to_string()
+                })
+                .collect();
+            self.served.clear();
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "a part was truncated during a read (part ids {})",
+                    failed.join(", ")
+                ),
+            ));
+        }
+        copied
+    }
+
+    /// The index in `recent` of `part`'s map, mapping it (after checking
+    /// the file is still the one validated) on first use in this session.
+    fn slot(&mut self, part: &Part) -> io::Result<usize> {
+        if let Some((id, _)) = self.recent.get(self.last) {
+            if *id == part.id {
+                return Ok(self.last);
+            }
+        }
         let pos = match self.recent.iter().position(|(id, _)| *id == part.id) {
             Some(pos) => pos,
             None => {
@@ -230,6 +296,19 @@ impl<'a> ReadSession<'a> {
                 self.recent.len() - 1
             }
         };
+        self.last = pos;
+        Ok(pos)
+    }
+
+    /// Copy one run (no guard: callers hold one).
+    fn copy_run(
+        &mut self,
+        part: &Part,
+        offset: u64,
+        len: u64,
+        dst: &mut Vec<u8>,
+    ) -> io::Result<()> {
+        let pos = self.slot(part)?;
         let Some((_, map)) = self.recent.get(pos) else {
             return Err(io::Error::other("part map vanished"));
         };
@@ -248,19 +327,10 @@ impl<'a> ReadSession<'a> {
         if len >= WILLNEED_MIN {
             advise(map, s_usize(start), s_usize(end), libc::MADV_WILLNEED);
         }
-        if sigbus::copy(dst, src) {
-            let map = map.clone();
-            self.served(&map, s_usize(start), s_usize(end));
-            return Ok(());
-        }
-        // The file shrank between the check and the copy: the map is now
-        // patched with zero pages and must never be used again.
-        self.store.forget(part.id);
-        self.recent.retain(|(id, _)| *id != part.id);
-        Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            format!("{}: part was truncated during a read", part.path.display()),
-        ))
+        dst.extend_from_slice(src);
+        let map = map.clone();
+        self.served(&map, s_usize(start), s_usize(end));
+        Ok(())
     }
 }
 
@@ -375,17 +445,30 @@ mod sigbus {
         });
     }
 
-    /// Append `src` (from a part map) to `dst`; false if the copy faulted.
-    pub(super) fn copy(dst: &mut Vec<u8>, src: &[u8]) -> bool {
-        install();
-        dst.reserve(src.len());
-        FAULTED.with(|f| f.set(false));
-        IN_COPY.with(|c| c.set(true));
-        compiler_fence(Ordering::SeqCst);
-        dst.extend_from_slice(src);
-        compiler_fence(Ordering::SeqCst);
-        IN_COPY.with(|c| c.set(false));
-        !FAULTED.with(|f| f.get())
+    /// While alive, a SIGBUS on this thread is a failed copy, not a crash.
+    pub(super) struct Guard(());
+
+    impl Guard {
+        pub(super) fn enter() -> Guard {
+            install();
+            FAULTED.with(|f| f.set(false));
+            IN_COPY.with(|c| c.set(true));
+            compiler_fence(Ordering::SeqCst);
+            Guard(())
+        }
+
+        /// End the guarded copy; false if it faulted.
+        pub(super) fn leave(self) -> bool {
+            drop(self);
+            !FAULTED.with(|f| f.get())
+        }
+    }
+
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            compiler_fence(Ordering::SeqCst);
+            IN_COPY.with(|c| c.set(false));
+        }
     }
 }
 
@@ -450,8 +533,13 @@ mod tests {
         std::fs::write(&path, vec![7u8; 3 * 4096]).expect("write");
         let file = File::open(&path).expect("open");
         let map = unsafe { MmapOptions::new().map(&file) }.expect("map");
+        let copy = |dst: &mut Vec<u8>| {
+            let guard = sigbus::Guard::enter();
+            dst.extend_from_slice(&map[..]);
+            guard.leave()
+        };
         let mut dst = Vec::new();
-        assert!(sigbus::copy(&mut dst, &map[..]));
+        assert!(copy(&mut dst));
         assert_eq!(dst, vec![7u8; 3 * 4096]);
         File::options()
             .write(true)
@@ -459,9 +547,6 @@ mod tests {
             .and_then(|f| f.set_len(100))
             .expect("truncate");
         dst.clear();
-        assert!(
-            !sigbus::copy(&mut dst, &map[..]),
-            "the copy must report the fault"
-        );
+        assert!(!copy(&mut dst), "the copy must report the fault");
     }
 }

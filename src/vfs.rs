@@ -380,15 +380,10 @@ impl Vfs {
             }
             let data_off = offset.saturating_sub(header_len);
             let data_end = end - header_len;
-            for seg in array.layout.segments(data_off, data_end - data_off) {
-                let part = array
-                    .parts
-                    .get(seg.part)
-                    .ok_or_else(|| FsError::Io("segment names no part".into()))?;
-                session
-                    .copy_into(part, seg.offset, seg.len, &mut buf)
-                    .map_err(|e| FsError::from_io(array, e))?;
-            }
+            let segments = array.layout.segments(data_off, data_end - data_off);
+            session
+                .gather(&array.parts, segments, &mut buf)
+                .map_err(|e| FsError::from_io(array, e))?;
             Ok(reply(&buf))
         })
     }
