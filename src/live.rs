@@ -2,11 +2,11 @@
 //! whose definition or parts changed, keep the last good state when an edit
 //! is invalid, and tell the kernel what to forget.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::source::{self, SourceError, VirtualArray};
+use crate::source::{self, DiskState, SourceError, VirtualArray};
 use crate::vfs::{Change, Vfs};
 
 /// Re-reads one source; remembers what it last complained about so a
@@ -64,15 +64,39 @@ impl Reloader {
             .into_iter()
             .map(|a| (a.name.clone(), a))
             .collect();
+        let written = vfs.take_written();
         let mut changed = specs.len() != current.len();
         let mut stale = Vec::new();
+        let mut quiet = HashSet::new();
         let mut next = Vec::with_capacity(specs.len());
         for spec in &specs {
             let old = current.get(&spec.name);
-            if let Some(old) = old {
-                if old.spec == *spec && old.parts.iter().all(|p| p.unchanged_on_disk()) {
+            if let Some(old) = old.filter(|old| old.spec == *spec) {
+                let ours = written.get(&spec.name);
+                let mut own_writes_only = true;
+                let mut same = true;
+                for part in &old.parts {
+                    match part.on_disk() {
+                        Some(DiskState::Same) => {}
+                        Some(DiskState::Touched)
+                            if ours.is_some_and(|ids| ids.contains(&part.id)) =>
+                        {
+                            same = false;
+                        }
+                        _ => {
+                            same = false;
+                            own_writes_only = false;
+                        }
+                    }
+                }
+                if same {
                     next.push(old.clone());
                     continue;
+                }
+                if own_writes_only {
+                    // New mtimes from writes through this very array: the
+                    // kernel's cache of it already holds those bytes.
+                    quiet.insert(spec.name.clone());
                 }
             }
             match source::build_array(spec) {
@@ -99,7 +123,7 @@ impl Reloader {
             }
         }
         let mut changes = if changed {
-            vfs.replace(next)
+            vfs.replace_quietly(next, &quiet)
         } else {
             Vec::new()
         };

@@ -109,13 +109,33 @@ impl Part {
     /// Whether the file at the part's path is still exactly the file that
     /// was validated: same identity, size, mtime and mode.
     pub fn unchanged_on_disk(&self) -> bool {
-        std::fs::metadata(&self.path).is_ok_and(|m| {
-            (m.dev(), m.ino()) == self.dev_ino
-                && m.len() == self.file_size
-                && m.mode() & 0o7777 == self.mode
-                && m.modified().ok() == Some(self.mtime)
+        self.on_disk() == Some(DiskState::Same)
+    }
+
+    /// How the file at the part's path compares with the validated one
+    /// (None: it cannot be looked at).
+    pub fn on_disk(&self) -> Option<DiskState> {
+        let m = std::fs::metadata(&self.path).ok()?;
+        let same_file = (m.dev(), m.ino()) == self.dev_ino
+            && m.len() == self.file_size
+            && m.mode() & 0o7777 == self.mode;
+        Some(match (same_file, m.modified().ok() == Some(self.mtime)) {
+            (true, true) => DiskState::Same,
+            (true, false) => DiskState::Touched,
+            (false, _) => DiskState::Different,
         })
     }
+}
+
+/// A part file compared with what was validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskState {
+    /// Same identity, size, mode and mtime.
+    Same,
+    /// Same identity, size and mode; a new mtime (its bytes may differ).
+    Touched,
+    /// Replaced, resized or its mode changed.
+    Different,
 }
 
 /// Load a source (manifest or folder) and build every array it defines.

@@ -147,6 +147,9 @@ pub struct Vfs {
     options: Options,
     /// Part files written since their last fsync.
     dirty: Mutex<HashSet<PathBuf>>,
+    /// Parts (by id) written through each array (by name) since the live
+    /// reloader last looked: their new mtime is our own doing.
+    written: Mutex<HashMap<String, HashSet<u64>>>,
     mount_time: SystemTime,
 }
 
@@ -173,6 +176,7 @@ impl Vfs {
             store,
             options,
             dirty: Mutex::new(HashSet::new()),
+            written: Mutex::new(HashMap::new()),
             mount_time: SystemTime::now(),
         };
         vfs.replace(arrays.into_iter().map(Arc::new).collect());
@@ -187,6 +191,18 @@ impl Vfs {
     /// `Arc` as before count as unchanged. Returns what the kernel must
     /// forget.
     pub fn replace(&self, arrays: Vec<Arc<VirtualArray>>) -> Vec<Change> {
+        self.replace_quietly(arrays, &HashSet::new())
+    }
+
+    /// [`Vfs::replace`], except that the kernel keeps its cache of the
+    /// arrays named in `quiet` (rebuilt only because of writes made through
+    /// them, which the kernel's cache already holds).
+    pub fn replace_quietly(
+        &self,
+        arrays: Vec<Arc<VirtualArray>>,
+        quiet: &HashSet<String>,
+    ) -> Vec<Change> {
+        let quiet_inos: HashSet<u64> = quiet.iter().filter_map(|n| self.ino_of(n)).collect();
         let new = {
             let mut inodes = lock(&self.inodes);
             build_tree(arrays, &mut inodes)
@@ -206,6 +222,9 @@ impl Vfs {
         self.store.retain(|id| live.contains(&id));
         *guard = Arc::new(new);
         changes
+            .into_iter()
+            .filter(|c| !matches!(c, Change::Inode(ino) if quiet_inos.contains(ino)))
+            .collect()
     }
 
     /// The arrays served, sorted by name.
@@ -430,6 +449,7 @@ impl Vfs {
         let mut pos = (header_len.saturating_sub(offset)) as usize;
         let mut writer = crate::parts::WriteSession::default();
         let mut touched = HashSet::new();
+        let mut ids = HashSet::new();
         for seg in array.layout.segments(data_off, end - header_len - data_off) {
             let part = array
                 .parts
@@ -442,10 +462,21 @@ impl Vfs {
                 .write(part, seg.offset, chunk)
                 .map_err(|e| FsError::from_io(array, e))?;
             touched.insert(part.path.clone());
+            ids.insert(part.id);
             pos += seg.len as usize;
         }
         lock(&self.dirty).extend(touched);
+        lock(&self.written)
+            .entry(array.name.clone())
+            .or_default()
+            .extend(ids);
         Ok(data.len() as u32)
+    }
+
+    /// Take the record of parts written through each array since the last
+    /// call (for the live reloader).
+    pub fn take_written(&self) -> HashMap<String, HashSet<u64>> {
+        std::mem::take(&mut *lock(&self.written))
     }
 
     /// Make every written byte durable in the parts (fsync each part

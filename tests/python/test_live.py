@@ -250,3 +250,55 @@ def test_replaced_part_is_revalidated_never_stale(tmp_path, mount):
         os.replace(tmp, tmp_path / "b.npy")
         assert wait_until(lambda: np.load(x)[1500] == -1.0, timeout=5)
         assert np.load(x)[10] == 10.0
+
+
+def resident_fraction(path) -> float:
+    """Fraction of the file's pages in the page cache (mincore on a map)."""
+    import ctypes
+    import mmap
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    size = os.path.getsize(path)
+    pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+    vec = (ctypes.c_ubyte * pages)()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        if addr in (None, ctypes.c_void_p(-1).value):
+            raise OSError(ctypes.get_errno(), "mmap")
+        try:
+            if libc.mincore(addr, size, vec) != 0:
+                raise OSError(ctypes.get_errno(), "mincore")
+        finally:
+            libc.munmap(addr, size)
+    finally:
+        os.close(fd)
+    return sum(v & 1 for v in vec) / pages
+
+
+def test_own_writes_keep_the_cache_external_edits_drop_it(tmp_path, mount):
+    np.save(tmp_path / "a.npy", np.zeros(1 << 16))
+    np.save(tmp_path / "b.npy", np.ones(1 << 16))
+    m = write_manifest(tmp_path / "m.toml", [{"name": "x.npy", "parts": ["a.npy", "b.npy"]}])
+    with mount(m, "--writable", *WATCH) as mnt:
+        x = mnt / "x.npy"
+        open(x, "rb").read()
+        assert resident_fraction(x) == 1.0
+        fd = os.open(x, os.O_RDWR)
+        try:
+            os.pwrite(fd, np.float64(5).tobytes(), 128)
+        finally:
+            os.close(fd)
+        time.sleep(1.0)  # several watcher looks
+        assert resident_fraction(x) == 1.0, "a write through the mount dropped the cache"
+        assert np.load(x, mmap_mode="r")[0] == 5
+        # An edit of a part from outside must drop the cache.
+        time.sleep(0.05)
+        np.save(tmp_path / "b.npy", np.full(1 << 16, 2.0))
+        assert wait_until(lambda: resident_fraction(x) < 1.0, timeout=5)
+        assert np.load(x)[-1] == 2.0
