@@ -54,6 +54,9 @@ pub fn mount(cfg: &MountConfig) -> Result<()> {
         bail!("{}: mount point is not a directory", mountpoint.display());
     }
     let arrays = source::load(&source)?;
+    for array in &arrays {
+        source::check_outside(&array.spec, &mountpoint)?;
+    }
     if cfg.foreground {
         crate::logging::init(cfg.log_file.as_deref())?;
         let result = serve(cfg, &source, &mountpoint, arrays, None);
@@ -208,7 +211,13 @@ fn serve(
     let (done_tx, done_rx) = mpsc::channel::<()>();
     spawn_signal_thread(mountpoint.to_path_buf(), vfs.clone(), done_rx)?;
     if let Some(interval) = cfg.watch_interval {
-        spawn_watcher(source.to_path_buf(), vfs, session.notifier(), interval)?;
+        spawn_watcher(
+            source.to_path_buf(),
+            mountpoint.to_path_buf(),
+            vfs,
+            session.notifier(),
+            interval,
+        )?;
     }
 
     if let Some(status) = status {
@@ -267,6 +276,7 @@ fn spawn_signal_thread(mountpoint: PathBuf, vfs: Arc<Vfs>, done: mpsc::Receiver<
 /// cached pages, attributes and names to forget.
 fn spawn_watcher(
     source: PathBuf,
+    mountpoint: PathBuf,
     vfs: Arc<Vfs>,
     notifier: Notifier,
     interval: Duration,
@@ -274,7 +284,7 @@ fn spawn_watcher(
     std::thread::Builder::new()
         .name("watcher".into())
         .spawn(move || {
-            let mut reloader = crate::live::Reloader::new(&source);
+            let mut reloader = crate::live::Reloader::new(&source, &mountpoint);
             let mut pause = interval;
             loop {
                 std::thread::sleep(pause);

@@ -14,13 +14,16 @@ use crate::vfs::{Change, Vfs};
 #[derive(Debug)]
 pub struct Reloader {
     source: PathBuf,
+    mountpoint: PathBuf,
     complaints: HashMap<String, String>,
 }
 
 impl Reloader {
-    pub fn new(source: &Path) -> Self {
+    /// Watch `source`, served at `mountpoint` (parts inside it are refused).
+    pub fn new(source: &Path, mountpoint: &Path) -> Self {
         Reloader {
             source: source.to_path_buf(),
+            mountpoint: mountpoint.to_path_buf(),
             complaints: HashMap::new(),
         }
     }
@@ -99,7 +102,9 @@ impl Reloader {
                     quiet.insert(spec.name.clone());
                 }
             }
-            match source::build_array(spec) {
+            let built = source::check_outside(spec, &self.mountpoint)
+                .and_then(|()| source::build_array(spec));
+            match built {
                 Ok(array) => {
                     log::info!("array {:?} rebuilt", spec.name);
                     self.complaints.remove(&spec.name);

@@ -144,6 +144,23 @@ pub fn load(source: &Path) -> Result<Vec<VirtualArray>, SourceError> {
     specs.iter().map(build_array).collect()
 }
 
+/// Refuse an array with a part inside `mountpoint`: the daemon would read
+/// its own files (a folder source holding the mount point, or a glob that
+/// reaches into it).
+pub fn check_outside(spec: &ArraySpec, mountpoint: &Path) -> Result<(), SourceError> {
+    match spec.parts.iter().find(|p| p.path().starts_with(mountpoint)) {
+        Some(part) => Err(SourceError::new(
+            part.path(),
+            format!(
+                "array \"{}\": part is inside the mount point {}; npyfs would read its own files",
+                spec.name,
+                mountpoint.display()
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// What a part's header (or a raw part's manifest entry) says.
 struct Described {
     dtype: DType,

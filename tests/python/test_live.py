@@ -302,3 +302,18 @@ def test_own_writes_keep_the_cache_external_edits_drop_it(tmp_path, mount):
         np.save(tmp_path / "b.npy", np.full(1 << 16, 2.0))
         assert wait_until(lambda: resident_fraction(x) < 1.0, timeout=5)
         assert np.load(x)[-1] == 2.0
+
+
+def test_mount_point_inside_the_source_folder_is_never_read_as_parts(tmp_path, mount):
+    src = tmp_path / "src"
+    (src / "day").mkdir(parents=True)
+    np.save(src / "day" / "a.npy", np.arange(4))
+    log = tmp_path / "log"
+    # The mount point is a subfolder of the source folder: once mounted it
+    # holds day.npy, which must not become an array "inner.npy".
+    with mount(src, *WATCH, "--log-file", log, name="src/inner") as mnt:
+        assert os.listdir(mnt) == ["day.npy"]
+        time.sleep(1.0)
+        assert sorted(os.listdir(mnt)) == ["day.npy"]
+        assert "inside the mount point" in log.read_text()
+        assert np.array_equal(np.load(mnt / "day.npy"), np.arange(4))
