@@ -68,7 +68,6 @@ impl Reloader {
             .map(|a| (a.name.clone(), a))
             .collect();
         let written = vfs.take_written();
-        let mut changed = specs.len() != current.len();
         let mut stale = Vec::new();
         let mut quiet = HashSet::new();
         let mut next = Vec::with_capacity(specs.len());
@@ -108,7 +107,6 @@ impl Reloader {
                 Ok(array) => {
                     log::info!("array {:?} rebuilt", spec.name);
                     self.complaints.remove(&spec.name);
-                    changed = true;
                     next.push(Arc::new(array));
                 }
                 Err(e) => {
@@ -127,10 +125,14 @@ impl Reloader {
                 }
             }
         }
-        let mut changes = if changed {
-            vfs.replace_quietly(next, &quiet)
-        } else {
+        let unchanged = next.len() == current.len()
+            && next
+                .iter()
+                .all(|a| current.get(&a.name).is_some_and(|c| Arc::ptr_eq(c, a)));
+        let mut changes = if unchanged {
             Vec::new()
+        } else {
+            vfs.replace_quietly(next, &quiet)
         };
         changes.extend(stale);
         changes.sort();

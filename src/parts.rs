@@ -62,11 +62,6 @@ impl PartStore {
         self
     }
 
-    /// Number of maps currently held.
-    pub fn mapped(&self) -> usize {
-        self.lock().maps.len()
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
         // A poisoned lock only means another reader panicked mid-update of
         // the LRU bookkeeping; the maps themselves stay valid.

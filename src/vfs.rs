@@ -227,19 +227,16 @@ impl Vfs {
             .collect()
     }
 
-    /// The arrays served, sorted by name.
+    /// The arrays served, in no particular order.
     pub fn arrays(&self) -> Vec<Arc<VirtualArray>> {
-        let tree = self.snapshot();
-        let mut arrays: Vec<Arc<VirtualArray>> = tree
+        self.snapshot()
             .nodes
             .values()
             .filter_map(|n| match &n.kind {
                 NodeKind::File { array } => Some(array.clone()),
                 NodeKind::Dir { .. } => None,
             })
-            .collect();
-        arrays.sort_by(|a, b| a.name.cmp(&b.name));
-        arrays
+            .collect()
     }
 
     /// The inode of the file named `name` ("x/a.npy"), if it is served.
@@ -253,15 +250,6 @@ impl Vfs {
     /// Number of inodes (directories and files).
     pub fn inode_count(&self) -> u64 {
         self.snapshot().nodes.len() as u64
-    }
-
-    /// The part maps' store.
-    pub fn store(&self) -> &PartStore {
-        &self.store
-    }
-
-    pub fn options(&self) -> Options {
-        self.options
     }
 
     pub fn getattr(&self, ino: u64) -> Result<Attr, FsError> {

@@ -317,3 +317,16 @@ def test_mount_point_inside_the_source_folder_is_never_read_as_parts(tmp_path, m
         assert sorted(os.listdir(mnt)) == ["day.npy"]
         assert "inside the mount point" in log.read_text()
         assert np.array_equal(np.load(mnt / "day.npy"), np.arange(4))
+
+
+def test_renamed_array_whose_new_definition_is_invalid_goes_away(tmp_path, mount):
+    np.save(tmp_path / "a.npy", np.zeros(3))
+    np.save(tmp_path / "bad.npy", np.zeros(1000))
+    os.truncate(tmp_path / "bad.npy", 200)  # header promises more than the file holds
+    m = write_manifest(tmp_path / "m.toml", [{"name": "x.npy", "parts": ["a.npy"]}])
+    log = tmp_path / "log"
+    with mount(m, *WATCH, "--log-file", log) as mnt:
+        assert os.listdir(mnt) == ["x.npy"]
+        write_manifest(m, [{"name": "y.npy", "parts": ["bad.npy"]}])
+        assert wait_until(lambda: os.listdir(mnt) == [], timeout=5)
+        assert "not added" in log.read_text() and "bad.npy" in log.read_text()
