@@ -360,6 +360,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn parts_inside_the_mount_point_are_refused() {
+        let spec = ArraySpec {
+            name: "x.npy".into(),
+            parts: vec![
+                PartSpec::Npy {
+                    path: "/data/a.npy".into(),
+                },
+                PartSpec::Npy {
+                    path: "/data/mnt/b.npy".into(),
+                },
+            ],
+            axis: 0,
+            stack: false,
+            origin: "/data/m.toml".into(),
+        };
+        let e = check_outside(&spec, Path::new("/data/mnt")).expect_err("inside");
+        assert_eq!(e.path, Path::new("/data/mnt/b.npy"));
+        assert!(e.reason.contains("inside the mount point /data/mnt"), "{e}");
+        assert!(
+            check_outside(&spec, Path::new("/data/mn")).is_ok(),
+            "a prefix of a name is not a folder"
+        );
+        assert!(check_outside(&spec, Path::new("/elsewhere")).is_ok());
+    }
+
+    #[test]
     fn neutral_shapes() {
         assert!(order_neutral(&[]));
         assert!(order_neutral(&[5]));
